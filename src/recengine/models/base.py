@@ -1,0 +1,254 @@
+"""The Recommender interface every model implements, scikit-learn style.
+
+* ``__init__`` stores hyper-parameters under their own names and does nothing else;
+* ``fit(dataset)`` learns and returns self; learned state lives in attributes ending in ``_``;
+* ``score(histories)`` gives a dense (n_histories, n_items) score matrix;
+* ``recommend`` (shared here) batches ``score``, excludes seen items, restricts to candidates and takes top-K;
+* ``save``/``load`` write the learned attributes as arrays (npz) and JSON: no pickles.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+import recengine
+from recengine.data.dataset import Dataset
+from recengine.data.histories import Histories
+from recengine.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from recengine.models.topk import PAD_ITEM, keep_only, mask_entries, topk
+
+_FORMAT = "recengine-model"
+_FORMAT_VERSION = 1
+#: Upper bound on the floats of one dense score block, so that scoring any number of users stays in memory.
+_SCORE_BLOCK = 1 << 25
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric hyper-parameter constraint: kind (int or float) within [low, high] (None = unbounded)."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        ok_type = isinstance(value, int | np.integer) if self.kind is int else \
+            isinstance(value, int | float | np.integer | np.floating)
+        if isinstance(value, bool) or not ok_type:
+            raise ConfigError(f"{name} must be {self.kind.__name__}, got {value!r}")
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise ConfigError(f"{name} must be {'>' if self.low_open else '>='} {self.low}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{name} must be <= {self.high}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """A hyper-parameter that takes one of a fixed set of values."""
+
+    values: tuple
+
+    def check(self, name: str, value: Any) -> None:
+        if value not in self.values:
+            raise ConfigError(f"{name} must be one of {list(self.values)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an item was scored as it was: history items and their contributions to the score."""
+
+    item: int
+    score: float
+    contributions: list[tuple[int, float]]
+
+
+class Recommender:
+    """Base class of every model. Subclasses set ``name`` and implement ``fit`` and ``score``."""
+
+    #: Registry name, as used by the CLI (``--model NAME``).
+    name: ClassVar[str] = ""
+    #: "implicit" models read interaction weights; "ratings" models need explicit ratings.
+    feedback: ClassVar[str] = "implicit"
+    #: Per hyper-parameter constraint, checked at fit time.
+    parameter_constraints: ClassVar[dict[str, Interval | Options]] = {}
+    #: Search space for tuning: {param: ("int"|"float"|"log"|"cat", low, high) or ("cat", [choices])}.
+    search_space: ClassVar[dict[str, tuple]] = {}
+
+    # --------------------------------------------------------------------------------- hyper-parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY
+                or (p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD)]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ConfigError(f"{type(self).__name__} has no parameter {key!r}; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def clone(self) -> Self:
+        """An unfitted copy with the same hyper-parameters."""
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _validate_params(self) -> None:
+        for key, constraint in self.parameter_constraints.items():
+            constraint.check(key, getattr(self, key))
+
+    def _check_dataset(self, dataset: Dataset) -> None:
+        if dataset.n_interactions == 0:
+            raise DataError(f"{self.name}: cannot fit on a dataset without interactions")
+        if self.feedback == "ratings" and not dataset.has_ratings:
+            raise DataError(f"{self.name} learns from explicit ratings, but {dataset.name!r} has none")
+
+    # --------------------------------------------------------------------------------------- learning
+    def fit(self, dataset: Dataset) -> Self:
+        raise NotImplementedError
+
+    def score(self, histories: Histories) -> np.ndarray:
+        """Scores of every item for every history: float32 array (len(histories), n_items)."""
+        raise NotImplementedError
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "n_items_")
+
+    def _check_fitted(self, histories: Histories | None = None) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(dataset) or load(path) first")
+        if histories is not None and histories.n_items != self.n_items_:
+            raise DataError(f"histories are over {histories.n_items} items but the model knows {self.n_items_}")
+
+    # ------------------------------------------------------------------------------------ recommending
+    def recommend(
+        self,
+        histories: Histories,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        exclude: sp.csr_matrix | None = None,
+        candidates: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items per history: (items int32, scores float32), each (len(histories), k), best first.
+
+        exclude_seen drops the items in each history; exclude (a CSR matrix, one row per history) drops more;
+        candidates (same shape) restricts each row to its stored entries. Short rows are padded with -1.
+        """
+        self._check_fitted(histories)
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        for extra, label in ((exclude, "exclude"), (candidates, "candidates")):
+            if extra is not None and extra.shape != (len(histories), self.n_items_):
+                raise DataError(f"{label} must be a ({len(histories)}, {self.n_items_}) sparse matrix")
+        items = np.full((len(histories), k), PAD_ITEM, dtype=np.int32)
+        scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
+        step = max(1, _SCORE_BLOCK // max(1, self.n_items_))
+        for start in range(0, len(histories), step):
+            block = slice(start, min(start + step, len(histories)))
+            batch = histories[block]
+            s = np.array(self.score(batch), dtype=np.float32, copy=True)
+            if exclude_seen:
+                mask_entries(s, batch.matrix("binary"))
+            if exclude is not None:
+                mask_entries(s, exclude[block])
+            if candidates is not None:
+                keep_only(s, candidates[block])
+            items[block], scores[block] = topk(s, k)
+        return items, scores
+
+    def predict(self, histories: Histories, items: sp.csr_matrix) -> sp.csr_matrix:
+        """Scores (predicted ratings, for rating models) of the stored entries of `items`, one row per history."""
+        self._check_fitted(histories)
+        items = sp.csr_matrix(items)
+        out = items.astype(np.float32, copy=True)
+        step = max(1, _SCORE_BLOCK // max(1, self.n_items_))
+        for start in range(0, len(histories), step):
+            stop = min(start + step, len(histories))
+            s = np.asarray(self.score(histories[start:stop]), dtype=np.float32)
+            lo, hi = items.indptr[start], items.indptr[stop]
+            rows = np.repeat(np.arange(stop - start), np.diff(items.indptr[start:stop + 1]))
+            out.data[lo:hi] = s[rows, items.indices[lo:hi]]
+        return out
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The k items most similar to each given item (itself excluded)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define item similarity")
+
+    def explain(self, history: Histories, item: int, top: int = 5) -> Explanation:
+        """Which items of a single history drove the score of `item`."""
+        raise NotImplementedError(f"{type(self).__name__} does not explain its scores")
+
+    # ------------------------------------------------------------------------------------- persistence
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if not key.endswith("_") or key.startswith("_"):
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[key] = value
+            elif sp.issparse(value):
+                m = sp.csr_matrix(value)
+                arrays.update({f"{key}.data": m.data, f"{key}.indices": m.indices, f"{key}.indptr": m.indptr,
+                               f"{key}.shape": np.asarray(m.shape)})
+            elif isinstance(value, int | float | str | bool | list | dict | type(None) | np.integer | np.floating):
+                meta[key] = value.item() if isinstance(value, np.generic) else value
+            else:
+                raise ArtifactError(f"cannot save attribute {key} of type {type(value).__name__}")
+        return arrays, meta
+
+    def save(self, path: str | Path) -> None:
+        """Write the model to a directory: manifest.json (name, params, scalars) + arrays.npz."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays, meta = self._state()
+        np.savez(path / "arrays.npz", **arrays)
+        manifest = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "model": self.name,
+                    "recengine_version": recengine.__version__, "params": self.get_params(), "state": meta}
+        (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load any saved model; called on a subclass, the saved model must be of that class."""
+        from recengine.models.registry import get_model_class
+
+        path = Path(path)
+        manifest_file = path / "manifest.json"
+        if not manifest_file.is_file():
+            raise ArtifactError(f"{path} is not a saved model (no manifest.json)")
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("format") != _FORMAT or manifest.get("format_version") != _FORMAT_VERSION:
+            raise ArtifactError(f"{path}: unsupported model format {manifest.get('format')!r} "
+                                f"version {manifest.get('format_version')!r}")
+        model_cls = get_model_class(manifest["model"])
+        if cls is not Recommender and not issubclass(model_cls, cls):
+            raise ArtifactError(f"{path} holds a {model_cls.__name__}, not a {cls.__name__}")
+        model = model_cls(**manifest["params"])
+        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        for key in {k.split(".")[0] for k in arrays if k.endswith(".shape")}:
+            shape = tuple(int(x) for x in arrays.pop(f"{key}.shape"))
+            model.__dict__[key] = sp.csr_matrix(
+                (arrays.pop(f"{key}.data"), arrays.pop(f"{key}.indices"), arrays.pop(f"{key}.indptr")), shape=shape)
+        model.__dict__.update(arrays)
+        model.__dict__.update(manifest["state"])
+        return model
