@@ -1,0 +1,341 @@
+"""The `recengine` command line: the one place that wires data, models and evaluation together."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from recengine.errors import ConfigError, RecengineError
+
+# Wide enough for a leaderboard when the output is a file or a pipe rather than a terminal.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+#: Models `evaluate` and `--model auto` consider by default.
+DEFAULT_CANDIDATES = ("popular", "itemknn", "rp3beta", "ease", "ials")
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def parse_params(pairs: Sequence[str], model_name: str) -> dict[str, Any]:
+    """key=value strings into typed hyper-parameters (types follow the model's defaults)."""
+    from recengine.models.registry import get_model_class
+
+    defaults = get_model_class(model_name)().get_params()
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {pair!r}: write it as key=value")
+        if key not in defaults:
+            raise ConfigError(f"{model_name} has no parameter {key!r}; valid: {', '.join(sorted(defaults))}")
+        params[key] = _coerce(key, raw, defaults[key])
+    return params
+
+
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} takes true or false, got {raw!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            raise ConfigError(f"{key} takes an integer, got {raw!r}")
+        value = int(value)
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} takes a number, got {raw!r}")
+        value = float(value)
+    return value
+
+
+def model_params(pairs: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """--param model.key=value (or key=value when there is one model) grouped per model."""
+    grouped: dict[str, list[str]] = {name: [] for name in names}
+    for pair in pairs:
+        head, _, rest = pair.partition(".")
+        if head in grouped and "=" not in head:
+            grouped[head].append(rest)
+        elif len(names) == 1:
+            grouped[names[0]].append(pair)
+        else:
+            raise ConfigError(f"--param {pair!r}: with several models write model.key=value")
+    return {name: parse_params(p, name) for name, p in grouped.items()}
+
+
+def load_input(args: argparse.Namespace):
+    """The data named by --dataset (a known source) or --events (a file read with --columns)."""
+    from recengine.data.sources import load_events_file, load_source
+
+    if getattr(args, "dataset", None):
+        return load_source(args.dataset)
+    if getattr(args, "events", None):
+        return load_events_file(args.events, columns=args.columns, items=getattr(args, "items", None),
+                                reject_path=getattr(args, "reject_file", None))
+    raise ConfigError("give the data with --dataset SOURCE or --events FILE")
+
+
+def print_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:.4f}") -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right" if frame[column].dtype.kind in "fiu" else "left")
+    for _, row in frame.iterrows():
+        table.add_row(*[floats.format(v) if isinstance(v, float) else str(v) for v in row])
+    out.print(table)
+
+
+def summary(board: pd.DataFrame, ks: Sequence[int]) -> pd.DataFrame:
+    """The leaderboard columns a person reads first: accuracy at each K, coverage, novelty, timings."""
+    wanted = ["label", "users"]
+    for k in ks:
+        wanted += [f"ndcg@{k}", f"recall@{k}"]
+    wanted += [f"map@{ks[0]}", f"hr@{ks[0]}", f"mrr@{ks[0]}", f"coverage@{ks[-1]}", "rmse", "mae",
+               "fit_seconds", "predict_seconds"]
+    return board[[c for c in wanted if c in board.columns]]
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def cmd_fit(args: argparse.Namespace) -> None:
+    from recengine.data.splits import split as make_split
+    from recengine.evaluation.tuning import select_model
+    from recengine.models.registry import create_model
+    from recengine.trained import TrainedModel
+
+    dataset = load_input(args)
+    name = args.model
+    if name == "auto":
+        if args.param:
+            raise ConfigError("--param cannot be combined with --model auto")
+        candidates = list(args.candidates.split(",")) if args.candidates else list(DEFAULT_CANDIDATES)
+        validation = make_split(dataset, args.protocol, random_state=args.seed)
+        console.print(f"auto: comparing {', '.join(candidates)} on a {args.protocol} validation split of the "
+                      f"training data by {args.metric}")
+        name, table = select_model(candidates, validation, metric=args.metric)
+        print_table(table, title=f"--model auto: validation {args.metric}")
+        console.print(f"auto: picked [bold]{name}[/] (highest validation {args.metric})")
+    params = parse_params(args.param, name)
+    with console.status(f"fitting {name} on {dataset.n_interactions:,} interactions"):
+        trained = TrainedModel.fit(create_model(name, **params), dataset)
+    trained.save(args.out)
+    console.print(f"fitted {trained.model!r} in {trained.info['fit_seconds']:.1f}s → {args.out}")
+
+
+def _read_users(path: str | None, trained) -> list[str]:
+    if path is None:
+        return list(trained.dataset.users.ids)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read users file {path}: {error.strerror}") from error
+    return [line.strip() for line in lines if line.strip()]
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from recengine.trained import TrainedModel
+
+    trained = TrainedModel.load(args.model_dir)
+    users = _read_users(args.users, trained)
+    start = time.perf_counter()
+    frame = trained.recommend(users, args.k, exclude_seen=not args.include_seen)
+    seconds = time.perf_counter() - start
+    unknown = int((frame["source"] != trained.model.name).groupby(frame["user"]).any().sum()) if len(frame) else 0
+    frame = frame.drop(columns="source")
+    _write(frame, args.out)
+    console.print(f"top-{args.k} for {len(users):,} users in {seconds:.2f}s"
+                  + (f" ({unknown} without history answered by popularity)" if unknown else "")
+                  + (f" → {args.out}" if args.out else ""))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from recengine.trained import TrainedModel
+
+    trained = TrainedModel.load(args.model_dir)
+    try:
+        pairs = pd.read_csv(args.pairs, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as error:
+        raise ConfigError(f"cannot read pairs file {args.pairs}: {error}") from error
+    frame = trained.score_pairs(pairs)
+    unknown = int(frame["score"].isna().sum())
+    _write(frame, args.out)
+    if unknown:
+        console.print(f"{unknown} pair(s) name items the model has never seen: their score is empty")
+
+
+def _write(frame: pd.DataFrame, path: str | None) -> None:
+    if path:
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_csv(sys.stdout, index=False)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from recengine.data.split import Split
+    from recengine.data.splits import split as make_split
+    from recengine.evaluation import fit_and_evaluate, leaderboard
+    from recengine.models.registry import create_model
+
+    data = load_input(args)
+    names = args.models.split(",") if args.models else list(DEFAULT_CANDIDATES)
+    params = model_params(args.param, names)
+    split = data if isinstance(data, Split) else make_split(data, args.protocol, random_state=args.seed)
+    ks = tuple(int(k) for k in args.k.split(","))
+    console.print(f"{split.protocol}: {split.train.n_interactions:,} train interactions, "
+                  f"{split.n_users:,} evaluated users")
+    reports = []
+    for name in names:
+        model = create_model(name, **params[name])
+        with console.status(f"fitting and evaluating {model!r}"):
+            reports.append(fit_and_evaluate(model, split, ks=ks))
+    board = leaderboard(reports, sort_by=args.metric)
+    print_table(summary(board, ks), title=f"{split.train.name} · {split.protocol} · sorted by {args.metric}")
+    if args.out:
+        payload = {"config": {"protocol": split.protocol, "models": {n: params[n] for n in names},
+                              "seed": args.seed, "k": list(ks), "split": split.info},
+                   "dataset": split.train.stats(), "results": [r.to_dict() for r in reports]}
+        Path(args.out).write_text(json.dumps(payload, indent=2, default=float))
+        console.print(f"report → {args.out}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from recengine.data.split import Split
+    from recengine.data.splits import split as make_split
+    from recengine.data.splits import validation_split
+    from recengine.evaluation.tuning import tune
+
+    data = load_input(args)
+    split = data if isinstance(data, Split) else make_split(data, args.protocol, random_state=args.seed)
+    validation = validation_split(split, random_state=args.seed)
+    console.print(f"tuning {args.model} on a validation split carved from the training data "
+                  f"({validation.n_users:,} users), {args.trials} trials"
+                  + (f", {args.budget:.0f}s budget" if args.budget else ""))
+    result = tune(args.model, validation, metric=args.metric, n_trials=args.trials, timeout=args.budget,
+                  random_state=args.seed)
+    console.print(f"best validation {result.metric} = {result.best_value:.4f} after {len(result.trials)} trials "
+                  f"in {result.seconds:.0f}s")
+    out.print_json(data=result.best_params)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"model": args.model, "metric": result.metric,
+                                              "value": result.best_value, "params": result.best_params},
+                                             indent=2))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from recengine.models.registry import available_models
+
+    rows = [{"model": name, "feedback": cls.feedback, "class": cls.__name__,
+             "defaults": ", ".join(f"{k}={v}" for k, v in cls().get_params().items())}
+            for name, cls in available_models().items()]
+    print_table(pd.DataFrame(rows), title="models")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from recengine.trained import TrainedModel
+
+    trained = TrainedModel.load(args.model_dir)
+    out.print_json(data={**trained.info, "dataset": trained.dataset.stats()})
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from recengine.demo import run_demo
+
+    run_demo(users=args.users, random_state=args.seed)
+
+
+# ----------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recengine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dataset", help="a known source: bundled, movielens:DIR, grouplens:DIR:u1, "
+                                         "sequences:FILE, ncf:PREFIX")
+        p.add_argument("--events", help="events file (CSV/TSV/Parquet/JSON lines) with a header")
+        p.add_argument("--columns", help="column mapping, e.g. user=userId,item=movieId,timestamp=ts")
+        p.add_argument("--items", help="item metadata file (id, title, categories, ...)")
+        p.add_argument("--reject-file", help="write bad rows here instead of stopping at the first one")
+        p.add_argument("--seed", type=int, default=42)
+
+    p = sub.add_parser("fit", help="fit a model and write a model directory")
+    data_options(p)
+    p.add_argument("--model", required=True, help="model name (see `recengine models`) or auto")
+    p.add_argument("--param", action="append", default=[], help="hyper-parameter key=value (repeatable)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--candidates", help="comma-separated models for --model auto")
+    p.add_argument("--protocol", default="temporal-user", help="validation protocol for --model auto")
+    p.add_argument("--metric", default="ndcg@20", help="selection metric for --model auto")
+    p.set_defaults(run=cmd_fit)
+
+    p = sub.add_parser("recommend", help="batch top-K for all or listed users, seen items excluded")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--users", help="file with one user id a line (default: every training user)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--include-seen", action="store_true", help="allow items the user already has")
+    p.add_argument("--out", help="CSV to write (user,item,rank,score); default stdout")
+    p.set_defaults(run=cmd_recommend)
+
+    p = sub.add_parser("score", help="score given user,item pairs")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--pairs", required=True, help="CSV with columns user,item")
+    p.add_argument("--out", help="CSV to write (user,item,score); default stdout")
+    p.set_defaults(run=cmd_score)
+
+    p = sub.add_parser("evaluate", help="fit models on a split and print a leaderboard")
+    data_options(p)
+    p.add_argument("--protocol", default="temporal-user")
+    p.add_argument("--models", help=f"comma-separated (default {','.join(DEFAULT_CANDIDATES)})")
+    p.add_argument("--param", action="append", default=[], help="model.key=value (repeatable)")
+    p.add_argument("--k", default="10,20,100", help="cut-offs, comma-separated")
+    p.add_argument("--metric", default="ndcg@20", help="leaderboard order")
+    p.add_argument("--out", help="JSON report to write")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("tune", help="tune a model's hyper-parameters on a validation split")
+    p.add_argument("model")
+    data_options(p)
+    p.add_argument("--protocol", default="temporal-user")
+    p.add_argument("--metric", default="ndcg@20")
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--budget", type=float, help="time budget in seconds")
+    p.add_argument("--out", help="JSON file for the best parameters")
+    p.set_defaults(run=cmd_tune)
+
+    p = sub.add_parser("models", help="list the available models")
+    p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("info", help="describe a model directory")
+    p.add_argument("model_dir")
+    p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard and recommendations")
+    p.add_argument("--users", type=int, default=3, help="how many users to show recommendations for")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except RecengineError as error:
+        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

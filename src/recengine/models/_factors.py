@@ -1,0 +1,297 @@
+"""Shared machinery of the latent-factor models (iALS, BPR, biased MF, SVD++).
+
+* which rows of a Histories batch use learned user factors and which are folded in;
+* per-row regularized least-squares solves (Cholesky) and the conjugate-gradient iALS update;
+* item-item cosine similarity of item factors;
+* a small counter-based random generator for numba kernels, so that every kernel is seeded and reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from recengine.data.histories import Histories
+from recengine.errors import ConfigError
+from recengine.models.topk import topk
+
+#: Upper bound on the floats of one dense similarity block.
+_BLOCK = 1 << 24
+
+
+# ------------------------------------------------------------------------------------------------ user rows
+def user_vectors(
+    histories: Histories,
+    user_factors: np.ndarray,
+    fold_in: Callable[[Histories], np.ndarray],
+) -> np.ndarray:
+    """One vector per history row: the learned factor of a known user, else fold_in(rows) of the others.
+
+    A row's user is known when ``histories.users`` is given and holds an index in [0, len(user_factors)).
+    """
+    n, k = len(histories), user_factors.shape[1]
+    known = known_rows(histories, len(user_factors))
+    out = np.empty((n, k), dtype=np.float32)
+    if known.any():
+        out[known] = user_factors[histories.users[known]]
+    if not known.all():
+        rows = np.flatnonzero(~known)
+        out[rows] = fold_in(histories[rows])
+    return out
+
+
+def known_rows(histories: Histories, n_users: int) -> np.ndarray:
+    """Boolean mask of the rows whose user has learned state (0 <= user < n_users)."""
+    if histories.users is None:
+        return np.zeros(len(histories), dtype=bool)
+    users = np.asarray(histories.users)
+    return (users >= 0) & (users < n_users)
+
+
+# ---------------------------------------------------------------------------------------------- similarity
+def similar_items_cosine(item_factors: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k items with the highest cosine between item factors, the item itself excluded."""
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    items = np.asarray(items, dtype=np.int64).ravel()
+    n_items = len(item_factors)
+    if len(items) and (items.min() < 0 or items.max() >= n_items):
+        raise ConfigError(f"item index outside [0, {n_items})")
+    norms = np.linalg.norm(item_factors, axis=1)
+    unit = (item_factors / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
+    out_items = np.empty((len(items), k), dtype=np.int32)
+    out_scores = np.empty((len(items), k), dtype=np.float32)
+    step = max(1, _BLOCK // max(1, n_items))
+    for start in range(0, len(items), step):
+        block = items[start:start + step]
+        sims = unit[block] @ unit.T
+        sims[np.arange(len(block)), block] = -np.inf
+        out_items[start:start + step], out_scores[start:start + step] = topk(sims, k)
+    return out_items, out_scores
+
+
+# ------------------------------------------------------------------------------------------- work balance
+def balanced_chunks(indptr: np.ndarray, per_row: float, per_entry: float, n_chunks: int) -> np.ndarray:
+    """Boundaries of n_chunks contiguous row ranges of about equal cost (per_row + per_entry * nnz each).
+
+    numba's prange hands each thread an equal count of iterations; iterating over cost-balanced chunks
+    instead of rows keeps both cores busy when a few rows (popular items) hold most entries.
+    """
+    n_rows = len(indptr) - 1
+    cost = np.cumsum(per_row + per_entry * np.diff(indptr).astype(np.float64))
+    if n_rows == 0:
+        return np.zeros(1, dtype=np.int64)
+    targets = cost[-1] * np.arange(1, n_chunks) / n_chunks
+    inner = np.searchsorted(cost, targets, side="left") + 1
+    return np.unique(np.concatenate([[0], np.minimum(inner, n_rows), [n_rows]])).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------- exact solves
+@numba.njit(parallel=True, cache=True, nogil=True)
+def solve_rows(indptr, indices, gram_weight, target, Y, base, reg_rows, reg_diag, out):  # pragma: no cover
+    """For every row r, solve (base + reg_rows[r] diag(reg_diag) + sum_j w_j y_j y_j^T) x = sum_j t_j y_j.
+
+    j runs over the row's entries: w = gram_weight[e], t = target[e], y_j = Y[indices[e]]. Float64 Cholesky;
+    rows without entries and a zero right-hand side give x = 0.
+    """
+    k = Y.shape[1]
+    for r in numba.prange(len(indptr) - 1):
+        A = base.astype(np.float64)
+        b = np.zeros(k)
+        for a in range(k):
+            A[a, a] += reg_rows[r] * reg_diag[a]
+        for e in range(indptr[r], indptr[r + 1]):
+            y = Y[indices[e]].astype(np.float64)
+            w = gram_weight[e]
+            t = target[e]
+            for a in range(k):
+                b[a] += t * y[a]
+                wa = w * y[a]
+                for c in range(a + 1):
+                    A[a, c] += wa * y[c]
+        out[r] = _cholesky_solve(A, b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cholesky_solve(A, b):  # pragma: no cover - compiled
+    """Solve A x = b for symmetric positive definite A given by its lower triangle (A is overwritten)."""
+    k = len(b)
+    for j in range(k):
+        s = A[j, j]
+        for m in range(j):
+            s -= A[j, m] * A[j, m]
+        d = np.sqrt(s) if s > 1e-300 else 1e-150
+        A[j, j] = d
+        for i in range(j + 1, k):
+            s = A[i, j]
+            for m in range(j):
+                s -= A[i, m] * A[j, m]
+            A[i, j] = s / d
+    x = b.copy()
+    for i in range(k):
+        s = x[i]
+        for m in range(i):
+            s -= A[i, m] * x[m]
+        x[i] = s / A[i, i]
+    for i in range(k - 1, -1, -1):
+        s = x[i]
+        for m in range(i + 1, k):
+            s -= A[m, i] * x[m]
+        x[i] = s / A[i, i]
+    return x
+
+
+# --------------------------------------------------------------------------------- implicit ALS updates
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def als_cg_update(indptr, indices, confidence, Y, YtY, reg, X, steps, chunks):  # pragma: no cover
+    """Conjugate-gradient iALS half-step (Takacs et al. 2011; the `implicit` library's update), in place.
+
+    Each row r minimises sum_i c_ri (p_ri - x.y_i)^2 + reg[r] |x|^2 with c = 1 off its entries, c =
+    confidence[e] and p = 1 on them. Starting from the current X[r], `steps` CG iterations run on
+    (YtY + reg I + Y_r^T (C_r - I) Y_r) x = Y_r^T C_r 1, where YtY is shared by every row, so a row costs
+    O(k^2 + nnz_r * k) per step.
+    """
+    k = Y.shape[1]
+    zero = np.float32(0.0)
+    for chunk in numba.prange(len(chunks) - 1):
+        r_vec = np.empty(k, dtype=np.float32)
+        p = np.empty(k, dtype=np.float32)
+        Ap = np.empty(k, dtype=np.float32)
+        for u in range(chunks[chunk], chunks[chunk + 1]):
+            x = X[u]
+            lam = reg[u]
+            # Residual r = b - A x.
+            for a in range(k):
+                s = zero
+                G = YtY[a]
+                for c in range(k):
+                    s += G[c] * x[c]
+                r_vec[a] = -s - lam * x[a]
+            for e in range(indptr[u], indptr[u + 1]):
+                y = Y[indices[e]]
+                conf = confidence[e]
+                d = zero
+                for a in range(k):
+                    d += y[a] * x[a]
+                t = conf - (conf - np.float32(1.0)) * d
+                for a in range(k):
+                    r_vec[a] += t * y[a]
+            rs_old = zero
+            for a in range(k):
+                p[a] = r_vec[a]
+                rs_old += r_vec[a] * r_vec[a]
+            if rs_old < 1e-20:
+                continue
+            for _ in range(steps):
+                for a in range(k):
+                    s = zero
+                    G = YtY[a]
+                    for c in range(k):
+                        s += G[c] * p[c]
+                    Ap[a] = s + lam * p[a]
+                for e in range(indptr[u], indptr[u + 1]):
+                    y = Y[indices[e]]
+                    d = zero
+                    for a in range(k):
+                        d += y[a] * p[a]
+                    t = (confidence[e] - np.float32(1.0)) * d
+                    for a in range(k):
+                        Ap[a] += t * y[a]
+                pAp = zero
+                for a in range(k):
+                    pAp += p[a] * Ap[a]
+                if pAp <= 0:
+                    break
+                alpha = rs_old / pAp
+                rs_new = zero
+                for a in range(k):
+                    x[a] += alpha * p[a]
+                    r_vec[a] -= alpha * Ap[a]
+                    rs_new += r_vec[a] * r_vec[a]
+                if rs_new < 1e-20:
+                    break
+                beta = rs_new / rs_old
+                for a in range(k):
+                    p[a] = r_vec[a] + beta * p[a]
+                rs_old = rs_new
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def als_cholesky_update(indptr, indices, confidence, Y, YtY, reg, X, chunks):  # pragma: no cover
+    """Exact iALS half-step (Hu et al. 2008): the same system as als_cg_update, solved by Cholesky."""
+    k = Y.shape[1]
+    for chunk in numba.prange(len(chunks) - 1):
+        A = np.empty((k, k), dtype=np.float64)
+        b = np.empty(k, dtype=np.float64)
+        for u in range(chunks[chunk], chunks[chunk + 1]):
+            for a in range(k):
+                b[a] = 0.0
+                for c in range(a + 1):
+                    A[a, c] = YtY[a, c]
+                A[a, a] += reg[u]
+            for e in range(indptr[u], indptr[u + 1]):
+                y = Y[indices[e]]
+                conf = np.float64(confidence[e])
+                w = conf - 1.0
+                for a in range(k):
+                    ya = np.float64(y[a])
+                    b[a] += conf * ya
+                    wa = w * ya
+                    for c in range(a + 1):
+                        A[a, c] += wa * y[c]
+            x = _cholesky_solve(A, b)
+            for a in range(k):
+                X[u, a] = x[a]
+
+
+# -------------------------------------------------------------------------------------- seeded randomness
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@numba.njit(inline="always", cache=True)
+def rng_next(state):  # pragma: no cover - compiled
+    """splitmix64: (new state, 64 random bits). Tiny, fast and splittable: one stream per shard or row."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return state, z ^ (z >> np.uint64(31))
+
+
+@numba.njit(inline="always", cache=True)
+def rng_below(state, n):  # pragma: no cover - compiled
+    """(new state, a uniform integer in [0, n))."""
+    state, z = rng_next(state)
+    return state, np.int64((z >> np.uint64(11)) % np.uint64(n))
+
+
+@numba.njit(inline="always", cache=True)
+def rng_uniform(state):  # pragma: no cover - compiled
+    """(new state, a uniform float in [0, 1))."""
+    state, z = rng_next(state)
+    return state, np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+def seeds(random_state: int, n: int, salt: int = 0) -> np.ndarray:
+    """n independent uint64 stream seeds derived from a user seed (and a salt, e.g. the epoch)."""
+    return np.random.default_rng([int(random_state), int(salt)]).integers(
+        0, np.iinfo(np.int64).max, n, dtype=np.int64).astype(np.uint64)
+
+
+@numba.njit(inline="always", cache=True)
+def contains_sorted(values, lo, hi, target):  # pragma: no cover - compiled
+    """Whether target occurs in the sorted slice values[lo:hi] (binary search)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = values[mid]
+        if v == target:
+            return True
+        if v < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return False

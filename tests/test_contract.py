@@ -1,0 +1,21 @@
+"""Every registered model passes the Recommender contract (recengine.testing)."""
+
+import pytest
+
+from recengine.models import available_models
+from recengine.testing import check_recommender
+
+#: Small, fast settings for the contract data; everything else keeps the shipped defaults.
+FAST = {
+    "ials": {"factors": 8, "iterations": 5},
+    "bpr": {"factors": 8},
+    "biased-mf": {"factors": 8},
+    "svdpp": {"factors": 8},
+}
+
+
+@pytest.mark.parametrize("name", sorted(available_models()))
+def test_model_contract(name):
+    model_cls = available_models()[name]
+    params = {k: v for k, v in FAST.get(name, {}).items() if k in model_cls().get_params()}
+    check_recommender(lambda: model_cls(**params))
