@@ -65,13 +65,14 @@ def ml20m_like(
         pos = np.searchsorted(cluster_cdf, lo + rng.random(len(c)) * (hi - lo), side="right")
         items[from_cluster] = order[np.clip(pos, cluster_start[c], np.maximum(cluster_start[c + 1] - 1, 0))]
         items = np.minimum(items, n_items - 1)
-        fresh = np.setdiff1d(np.unique(users * n_items + items), keys, assume_unique=True)
+        fresh = _sorted_unique(users * n_items + items)
+        fresh = fresh[~_isin_sorted(fresh, keys)]
         # Keep at most `need` new pairs per user, chosen at random.
         fresh = fresh[rng.permutation(len(fresh))]
         fresh_users = fresh // n_items
         rank = _rank_within(fresh_users)
         fresh = fresh[rank < need[fresh_users]]
-        keys = np.union1d(keys, fresh)
+        keys = np.sort(np.concatenate([keys, fresh]))
         have = np.bincount(keys // n_items, minlength=n_users)
     user_index = keys // n_items
     item_index = (keys % n_items).astype(np.int32)
@@ -102,6 +103,20 @@ def _match_total(counts: np.ndarray, total: int, low: int, high: int) -> np.ndar
         share = np.minimum(share, abs(diff) - np.concatenate([[0], np.cumsum(share)[:-1]]).clip(max=abs(diff)))
         counts[eligible] += np.sign(diff) * np.maximum(share, 0)
     return counts
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    # np.unique hashes in NumPy >= 2.3, which is far slower than a sort for 10M int64 keys.
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
+def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Whether each value occurs in the sorted array sorted_keys."""
+    if not len(sorted_keys):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    return sorted_keys[pos] == values
 
 
 def _rank_within(groups: np.ndarray) -> np.ndarray:

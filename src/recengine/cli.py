@@ -197,8 +197,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         model = create_model(name, **params[name])
         with console.status(f"fitting and evaluating {model!r}"):
             reports.append(fit_and_evaluate(model, split, ks=ks))
-    board = leaderboard(reports, sort_by=args.metric)
-    print_table(summary(board, ks), title=f"{split.train.name} · {split.protocol} · sorted by {args.metric}")
+    metric = args.metric or (f"ndcg@{20 if 20 in ks else ks[-1]}")
+    board = leaderboard(reports, sort_by=metric)
+    print_table(summary(board, ks), title=f"{split.train.name} · {split.protocol} · sorted by {metric}")
     if args.out:
         payload = {"config": {"protocol": split.protocol, "models": {n: params[n] for n in names},
                               "seed": args.seed, "k": list(ks), "split": split.info},
@@ -296,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help=f"comma-separated (default {','.join(DEFAULT_CANDIDATES)})")
     p.add_argument("--param", action="append", default=[], help="model.key=value (repeatable)")
     p.add_argument("--k", default="10,20,100", help="cut-offs, comma-separated")
-    p.add_argument("--metric", default="ndcg@20", help="leaderboard order")
+    p.add_argument("--metric", help="leaderboard order (default ndcg@20, or ndcg at the largest K)")
     p.add_argument("--out", help="JSON report to write")
     p.set_defaults(run=cmd_evaluate)
 

@@ -20,12 +20,12 @@ DEMO_MODELS = ("popular", "itemknn", "rp3beta", "ease", "ials", "bpr")
 console = Console()
 
 
-def run_demo(users: int = 3, seed: int = 42) -> None:
+def run_demo(users: int = 3, random_state: int = 42) -> None:
     start = time.perf_counter()
     dataset = bundled_movielens()
     console.print(f"[bold]MovieLens latest-small[/] (bundled; GroupLens licence in recengine/datasets/): "
                   f"{dataset.n_users:,} users, {dataset.n_items:,} films, {dataset.n_interactions:,} ratings")
-    split = make_split(dataset, "temporal-user", random_state=seed)
+    split = make_split(dataset, "temporal-user", random_state=random_state)
     console.print(f"temporal-user split: newest 20% of each user's ratings held out; "
                   f"{split.n_users} users evaluated by full ranking over all films")
     reports = []
@@ -38,7 +38,7 @@ def run_demo(users: int = 3, seed: int = 42) -> None:
     best = str(board.iloc[0]["model"])
     with console.status(f"refitting {best} on all ratings"):
         trained = TrainedModel.fit(create_model(best), dataset)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     shown = rng.choice(dataset.users.ids, size=min(users, dataset.n_users), replace=False)
     recs = trained.recommend(shown, k=10)
     for user in shown:

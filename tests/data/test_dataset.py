@@ -70,3 +70,12 @@ def test_vocabulary_maps_ids_as_strings():
     with pytest.raises(DataError, match="unknown id 'nope'"):
         v.index(["nope"])
     assert len(v.extend(["x", "y"])) == 4
+
+
+def test_recency_weighting_halves_per_half_life():
+    h = Histories.from_lists([[0, 1, 2], [2, 1, 2]], n_items=3)
+    m = h.matrix("binary", half_life=1.0).toarray()
+    np.testing.assert_allclose(m[0], [0.25, 0.5, 1.0])
+    np.testing.assert_allclose(m[1], [0.0, 0.5, 1.0])  # the repeated item counts once, at its latest position
+    w = h.matrix("weight", half_life=2.0).toarray()
+    np.testing.assert_allclose(w[1], [0.0, 2 ** -0.5, 1.0 + 0.5])

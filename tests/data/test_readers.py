@@ -91,7 +91,7 @@ def test_parquet_typed_columns_and_row_numbers(tmp_path):
     f = tmp_path / "e.parquet"
     pd.DataFrame({
         "user": pd.array([1, 2, None], dtype="Int64"), "item": ["a", "b", "c"],
-        "timestamp": pd.to_datetime(["1970-01-01 00:00:10", "1970-01-01 00:00:20", "1970-01-01"]),
+        "timestamp": pd.to_datetime(["1970-01-01 00:00:10", "1970-01-01 00:00:20", "1970-01-01 00:00:00"]),
     }).to_parquet(f)
     with pytest.raises(DataError, match=r"e\.parquet, row 3: missing user"):
         read_events(f)
@@ -102,7 +102,8 @@ def test_parquet_typed_columns_and_row_numbers(tmp_path):
 
 
 def test_jsonl_reads_and_reports_bad_json_by_line(tmp_path):
-    rows = [{"user": 1, "item": "x", "timestamp": 5}, {"user": 2, "item": "y", "timestamp": "1970-01-01T00:01:00"}]
+    rows = [{"user": 1, "item": "x", "timestamp": 5},
+            {"user": 2, "item": "y", "timestamp": "1970-01-01T00:01:00"}]
     f = write(tmp_path / "e.jsonl", json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n")
     result = read_events(f)
     assert result.events["timestamp"].tolist() == [5, 60]
@@ -110,7 +111,8 @@ def test_jsonl_reads_and_reports_bad_json_by_line(tmp_path):
     bad = write(tmp_path / "b.jsonl", json.dumps(rows[0]) + "\n{oops\n" + json.dumps(rows[1]) + "\n")
     with pytest.raises(DataError, match=r"b\.jsonl, line 2: not valid JSON"):
         read_events(bad)
-    missing = write(tmp_path / "m.jsonl", json.dumps(rows[0]) + "\n" + json.dumps({"user": 3, "item": "z"}) + "\n")
+    no_time = json.dumps({"user": 3, "item": "z"})
+    missing = write(tmp_path / "m.jsonl", json.dumps(rows[0]) + "\n" + no_time + "\n")
     with pytest.raises(DataError, match=r"m\.jsonl, line 2: missing timestamp"):
         read_events(missing)
 
@@ -143,15 +145,16 @@ def test_line_numbers_survive_blank_and_malformed_lines(tmp_path):
         read_events(f)
     result = read_events(f, on_error="reject", reject_path=tmp_path / "rej.csv")
     rejects = pd.read_csv(tmp_path / "rej.csv", dtype=str)
-    assert rejects["line"].tolist() == ["4", "7"]  # the row after the skipped line keeps its own number
+    assert rejects["line"].tolist() == ["4", "6"]  # rows after a skipped line keep their own numbers
     assert result.blank_lines == 1
     assert result.events["user"].tolist() == ["a", "c"]
 
 
 def test_mapped_column_missing_from_file(tmp_path):
     f = write(tmp_path / "e.csv", "uid,iid,time\na,x,1\n")
-    with pytest.raises(DataError, match=r"e\.csv, line 1 \(header\): column 'ts' \(mapped to timestamp\) is not "
-                                        r"in the file; it has \['uid', 'iid', 'time'\]"):
+    message = (r"e\.csv, line 1 \(header\): column 'ts' \(mapped to timestamp\) is not in the file; "
+               r"it has \['uid', 'iid', 'time'\]")
+    with pytest.raises(DataError, match=message):
         read_events(f, columns=MAPPING)
 
 
@@ -228,7 +231,8 @@ def test_read_items_splits_lists_and_indexes_by_string_id(tmp_path):
     assert items.loc["7", "genres"] == ["Drama", "Crime"] and items.loc["8", "genres"] == []
     assert items.loc["7", "price"] == 9.5
     renamed = read_items(f, id_column="id", columns={"title": "name", "genres": "categories"})
-    assert list(renamed.columns) == ["name", "categories"] and renamed.loc["7", "categories"] == ["Drama", "Crime"]
+    assert list(renamed.columns) == ["name", "categories"]
+    assert renamed.loc["7", "categories"] == ["Drama", "Crime"]
 
 
 def test_read_items_errors_name_line(tmp_path):

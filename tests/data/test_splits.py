@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,16 +127,22 @@ def test_sampled_candidates_find_a_needle_in_a_large_catalog():
     assert sorted(ds.items.lookup(c[a].indices)) == ["i2998", "i2999"]
 
 
-def test_sampled_negatives_are_uniform():
-    # 2000 identical users over 20 items, 5 excluded: each of the 15 others is drawn with probability 3/15.
-    n_users = 2000
-    rows = [(f"u{u}", i, 1) for u in range(n_users) for i in range(4)] + \
-           [(f"u{u}", 4, 2) for u in range(n_users)] + [("z", i, 0) for i in range(20)]
+@pytest.mark.parametrize("n_seen", [4, 13])  # 15 or 6 items allowed: the rejection or the shuffle path
+def test_sampled_negatives_are_uniform(n_seen):
+    # 2000 identical users over 20 items who saw n_seen and hold out one more: each of the allowed items is
+    # drawn with probability 3 / allowed.
+    n_users, allowed = 2000, 20 - n_seen - 1
+    rows = [(f"u{u}", i, 1) for u in range(n_users) for i in range(n_seen)] + \
+           [(f"u{u}", n_seen, 2) for u in range(n_users)] + [("z", i, 0) for i in range(20)]
     ds = Dataset.from_events(frame(rows))
-    s = split(ds, "loo", min_interactions=5)
-    counts = np.asarray((sampled_candidates(s, n_negatives=3, random_state=0) - s.truth).sum(axis=0)).ravel()
-    assert counts[:5].sum() == 0
-    assert np.all(np.abs(counts[5:] - 400) < 80), counts[5:]
+    s = split(ds, "loo", min_interactions=n_seen + 1)
+    negatives = sampled_candidates(s, n_negatives=3, random_state=0) - s.truth
+    counts = np.asarray(negatives.sum(axis=0)).ravel()
+    seen = ds.items.index([f"i{i}" for i in range(n_seen + 1)])
+    assert counts[seen].sum() == 0 and counts.sum() == 3 * n_users
+    expected = n_users * 3 / allowed
+    free = np.setdiff1d(np.arange(20), seen)
+    assert np.all(np.abs(counts[free] - expected) < 0.2 * expected), counts[free]
 
 
 # --------------------------------------------------------------------------------------------- strong
@@ -266,3 +274,25 @@ def test_split_dispatch_rejects_unknown_names_and_options():
         split(ds, "temporal-user", test_fraction=1.5)
     assert split(ds, "temporal_user").protocol == "temporal-user"
     assert split(ds, "temporal-user", random_state=3).n_users == 3  # every protocol takes a seed
+
+
+# --------------------------------------------------------------------------------------------- real data
+ML100K = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "ml-100k" / "u.data"
+
+
+@pytest.mark.skipif(not ML100K.is_file(), reason="the shared ml-100k data is not available")
+def test_protocols_on_movielens_100k():
+    events = pd.read_csv(ML100K, sep="\t", names=["user", "item", "rating", "timestamp"])
+    ds = Dataset.from_events(events, name="ml-100k")
+    s = split(ds, "temporal-user")
+    # Every ml-100k user has >= 20 ratings, so all 943 are evaluated, with newest 20% of each history held out
+    # (minus the few held-out films nobody rated earlier).
+    assert s.n_users == 943
+    assert s.test.n_interactions + s.info["dropped_unseen_test_interactions"] == \
+        int(np.clip(np.rint(np.diff(ds.indptr) * 0.2), 1, None).sum())
+    last_train = np.maximum.reduceat(s.train.timestamp, s.train.indptr[:-1])
+    first_test = np.minimum.reduceat(s.test.timestamp, s.test.indptr[:-1])
+    assert (first_test[s.test_users] >= last_train[s.test_users]).all()
+    loo = split(ds, "loo", n_negatives=99)
+    assert (loo.candidates.getnnz(axis=1) == 100).all()
+    assert split(ds, "ratings").truth.nnz == pytest.approx(10_000, abs=50)

@@ -103,9 +103,20 @@ class Histories:
             users=None if self.users is None else self.users[rows],
         )
 
-    def matrix(self, values: str = "weight") -> sp.csr_matrix:
-        """(len, n_items) sparse matrix. values: "weight" (repeats summed), "binary" or "rating" (latest wins)."""
+    def recency(self, half_life: float) -> np.ndarray:
+        """Per-entry factor 2^(-age / half_life), age = how many interactions came after it in its history."""
+        after = np.repeat(self.indptr[1:], self.lengths) - 1 - np.arange(len(self.items))
+        return np.exp2(-after / half_life).astype(np.float32)
+
+    def matrix(self, values: str = "weight", half_life: float = 0.0) -> sp.csr_matrix:
+        """(len, n_items) sparse matrix. values: "weight" (repeats summed), "binary" or "rating" (latest wins).
+
+        half_life > 0 (weight and binary only) multiplies each entry by `recency(half_life)`, so the latest
+        interactions count most: the user's current taste, not the average of all of it.
+        """
         rows = self.row_of_entry
+        if half_life and values not in ("weight", "binary"):
+            raise DataError("recency weighting applies to 'weight' or 'binary' values, not ratings")
         if values == "binary":
             data = np.ones(len(self.items), dtype=np.float32)
         elif values == "weight":
@@ -122,9 +133,17 @@ class Histories:
             return m
         else:
             raise DataError(f"unknown matrix values {values!r}: use 'weight', 'binary' or 'rating'")
+        if half_life:
+            if values == "binary":
+                # A repeated item counts once, at its latest position.
+                keys = rows * self.n_items + self.items
+                _, last = np.unique(keys[::-1], return_index=True)
+                data = np.zeros(len(self.items), dtype=np.float32)
+                data[len(keys) - 1 - last] = 1.0
+            data = data * self.recency(half_life)
         m = sp.csr_matrix((data, (rows, self.items)), shape=(len(self), self.n_items), dtype=np.float32)
         m.sum_duplicates()
-        if values == "binary":
+        if values == "binary" and not half_life:
             m.data[:] = 1.0
         return m
 

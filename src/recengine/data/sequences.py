@@ -46,7 +46,7 @@ def read_sequences(
         k = int(np.flatnonzero(lengths == 1)[0])
         raise DataError(f"{path}, line {line_no[k]}: user {tokens.iloc[k][0]!r} has no items; every line "
                         f"must be 'user item item ...'")
-    flat = np.concatenate(tokens.to_numpy()) if len(tokens) else np.empty(0, dtype=object)
+    flat = np.concatenate(tokens.to_numpy()).astype(object) if len(tokens) else np.empty(0, dtype=object)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     users = flat[starts]
     dup = pd.Series(users).duplicated().to_numpy()

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -33,8 +34,6 @@ __all__ = [
     "sampled_candidates", "split", "strong_generalization_split", "temporal_user_split", "validation_split",
 ]
 
-#: Upper bound on the floats of one dense block when sampling negatives for rows with few allowed items.
-_DENSE_BLOCK = 1 << 24
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -87,7 +86,7 @@ def _finish(
     test = dataset.select(test_mask, name=f"{dataset.name}:test")
     if test.n_interactions == 0:
         raise DataError(f"{protocol}: no test interactions remain; the dataset is too small or too sparse "
-                        f"for this protocol (try a larger test fraction or another protocol)")
+                        "for this protocol (try a larger test fraction or another protocol)")
     result = Split.from_datasets(protocol, train, test, drop_unseen_items=drop_unseen_items, info=info)
     return _record_counts(result)
 
@@ -337,7 +336,7 @@ def validation_split(
         inherited = dict(base.info.get("options", {}))
         for key in ("cut", "fold", "source"):
             inherited.pop(key, None)
-        name, function = _protocol_function(protocol)
+        _, function = _protocol_function(protocol)
         valid = set(inspect.signature(function).parameters)
         options = {**{k: v for k, v in inherited.items() if k in valid}, **options}
     elif isinstance(split_or_dataset, Dataset):
@@ -371,50 +370,60 @@ def sampled_candidates(split: Split, n_negatives: int = 100, random_state: int |
 
 
 def _sample_negatives(excluded: sp.csr_matrix, n: int, rng: np.random.Generator) -> sp.csr_matrix:
-    """Per row, min(n, #allowed) distinct columns drawn uniformly among those not stored in `excluded`.
-
-    Rejection sampling in vectorized rounds (draws that hit an excluded or already chosen item are discarded;
-    keeping first occurrences in draw order is exactly uniform sampling without replacement); rows still short
-    after a few rounds (tiny allowed sets) are finished with dense random priorities."""
+    """Per row, min(n, #allowed) distinct columns drawn uniformly among those not stored in `excluded`."""
+    excluded = sp.csr_matrix(excluded)
+    excluded.sum_duplicates()
     n_rows, n_items = excluded.shape
-    row_of = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(excluded.indptr))
-    blocked = np.sort(row_of * n_items + excluded.indices)
     want = np.minimum(n, n_items - np.diff(excluded.indptr)).astype(np.int64)
-    got = np.zeros(n_rows, dtype=np.int64)
-    chosen: list[np.ndarray] = []
-    for _ in range(6):
-        pending = np.flatnonzero(got < want)
-        if len(pending) == 0:
-            break
-        draws = 2 * n + 16
-        keys = (pending[:, None] * n_items + rng.integers(0, n_items, size=(len(pending), draws))).ravel()
-        pos = np.searchsorted(blocked, keys).clip(max=max(len(blocked) - 1, 0))
-        fresh = keys[(blocked[pos] != keys)] if len(blocked) else keys
-        # Keep the first draw of each key, in draw order (rows stay grouped because draws are row-major).
-        _, first = np.unique(fresh, return_index=True)
-        fresh = fresh[np.sort(first)]
-        rows = fresh // n_items
-        starts = np.searchsorted(rows, rows, side="left")
-        rank = np.arange(len(fresh)) - starts
-        take = fresh[rank < (want - got)[rows]]
-        chosen.append(take)
-        got += np.bincount(take // n_items, minlength=n_rows)
-        blocked = np.sort(np.concatenate([blocked, take]))
-    pending = np.flatnonzero(got < want)
-    if len(pending):
-        step = max(1, _DENSE_BLOCK // max(1, n_items))
-        for start in range(0, len(pending), step):
-            rows = pending[start:start + step]
-            priority = rng.random((len(rows), n_items))
-            keys = rows[:, None] * n_items + np.arange(n_items)
-            if len(blocked):
-                pos = np.searchsorted(blocked, keys).clip(max=len(blocked) - 1)
-                priority[blocked[pos] == keys] = np.inf
-            order = np.argsort(priority, axis=1, kind="stable")
-            need = (want - got)[rows]
-            pick = np.arange(n_items)[None, :] < need[:, None]
-            chosen.append((rows[:, None] * n_items + order)[pick])
-    keys = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
-    return sp.csr_matrix((np.ones(len(keys), dtype=np.float32), (keys // n_items, keys % n_items)),
-                         shape=(n_rows, n_items))
+    indptr = np.concatenate([[0], np.cumsum(want)]).astype(np.int64)
+    out = np.empty(indptr[-1], dtype=np.int64)
+    # One seed per row drawn from the caller's generator: results do not depend on the thread schedule.
+    seeds = rng.integers(0, 2**31 - 1, size=n_rows, dtype=np.int64)
+    n_chunks = max(1, min(n_rows, 64))
+    _sample_rows(excluded.indptr.astype(np.int64), excluded.indices.astype(np.int64), n_items, want, indptr,
+                 seeds, out, n_chunks)
+    return sp.csr_matrix((np.ones(len(out), dtype=np.float32), out, indptr), shape=(n_rows, n_items))
 
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _sample_rows(ex_indptr, ex_indices, n_items, want, indptr, seeds, out, n_chunks):  # pragma: no cover
+    n_rows = len(want)
+    for c in numba.prange(n_chunks):
+        # One marker array per chunk of rows, cleared after each row: no per-row O(n_items) allocation.
+        mark = np.zeros(n_items, dtype=np.bool_)
+        for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
+            w = want[r]
+            if w <= 0:
+                continue
+            np.random.seed(seeds[r])
+            lo, hi = ex_indptr[r], ex_indptr[r + 1]
+            for j in range(lo, hi):
+                mark[ex_indices[j]] = True
+            allowed = n_items - (hi - lo)
+            start = indptr[r]
+            if 2 * (allowed - w) >= n_items:
+                # Rejection: every draw succeeds with probability >= 1/2; redraws of chosen items are
+                # rejected too, which makes this uniform sampling without replacement.
+                count = 0
+                while count < w:
+                    i = np.random.randint(0, n_items)
+                    if not mark[i]:
+                        mark[i] = True
+                        out[start + count] = i
+                        count += 1
+                for t in range(w):
+                    mark[out[start + t]] = False
+            else:
+                # Few allowed items: list them and take a partial Fisher-Yates shuffle.
+                pool = np.empty(allowed, dtype=np.int64)
+                k = 0
+                for i in range(n_items):
+                    if not mark[i]:
+                        pool[k] = i
+                        k += 1
+                for t in range(w):
+                    j = np.random.randint(t, allowed)
+                    pool[t], pool[j] = pool[j], pool[t]
+                    out[start + t] = pool[t]
+            for j in range(lo, hi):
+                mark[ex_indices[j]] = False

@@ -68,7 +68,7 @@ def tune(
     n_trials: int = 30,
     timeout: float | None = None,
     fixed_params: dict[str, Any] | None = None,
-    seed: int = 42,
+    random_state: int = 42,
 ) -> TuneResult:
     """Search the model's hyper-parameters on `split` (a validation split: never the test split)."""
     model_cls = get_model_class(model_name)
@@ -76,7 +76,7 @@ def tune(
         raise ConfigError(f"{model_name} declares no search space to tune")
     fixed = dict(fixed_params or {})
     direction = "minimize" if metric in _MINIMIZE else "maximize"
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    sampler = optuna.samplers.TPESampler(seed=random_state)
     study = optuna.create_study(direction=direction, sampler=sampler)
     # Start from the shipped defaults, so tuning can only report something at least as good.
     study.enqueue_trial({k: v for k, v in model_cls().get_params().items() if k in model_cls.search_space})

@@ -38,7 +38,7 @@ class TermWeights:
 
 
 def fit_weighting(docs: sp.csr_matrix, weighting: str) -> TermWeights:
-    """Learn idf (per column = term) and the mean row length (over non-empty rows) of a documents x terms matrix.
+    """Learn per-term (column) idf and the mean length of the non-empty rows of a documents x terms matrix.
 
     tfidf: idf = ln((1 + N) / (1 + df)) + 1 (the smoothed form, always >= 1);
     bm25: idf = ln(1 + (N - df + 0.5) / (df + 0.5)) (Robertson/Lucene, always > 0).
@@ -84,7 +84,7 @@ def apply_weighting(
 
 
 def centre_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    """Subtract from every stored entry the mean of its row's stored entries (adjusted cosine, Sarwar 2001)."""
+    """Subtract from every stored entry the mean of its row's stored entries."""
     m = sp.csr_matrix(m, dtype=np.float64, copy=True)
     counts = np.diff(m.indptr)
     sums = np.add.reduceat(m.data, m.indptr[:-1][counts > 0]) if m.nnz else np.zeros(0)
@@ -117,8 +117,8 @@ def pairwise_similarity(
 ) -> np.ndarray:
     """Similarities from dot products ``dot[a, b] = <r_a, c_b>`` (float64, modified in place and returned).
 
-    cosine: dot / (|r| |c| + shrink); asymmetric: dot / (|r|^2alpha |c|^2(1-alpha) + shrink), where rows are the
-    targets (alpha = 0.5 is cosine); jaccard (Tanimoto on weights): dot / (|r|^2 + |c|^2 - dot + shrink);
+    cosine: dot / (|r| |c| + shrink); asymmetric: dot / (|r|^2alpha |c|^2(1-alpha) + shrink), where rows are
+    the targets (alpha = 0.5 is cosine); jaccard (Tanimoto on weights): dot / (|r|^2 + |c|^2 - dot + shrink);
     pearson: correlation over all n_dims coordinates (absent entries count as 0),
     (dot - s_r s_c / n) / (sqrt(var_r var_c) + shrink). Zero denominators give similarity 0.
     """
@@ -184,7 +184,7 @@ def top_n_similarity(
 
 
 def top_n_positive(block: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The n largest positive entries of every row of a dense block, as COO (rows, cols int64, values float32)."""
+    """The n largest positive entries of each row of a block, as COO: rows, cols (int64), values (float32)."""
     keep = min(n, block.shape[1])
     if keep < block.shape[1]:
         cols = np.argpartition(-block, keep - 1, axis=1)[:, :keep]

@@ -164,7 +164,7 @@ class Recommender:
         for start in range(0, len(histories), step):
             block = slice(start, min(start + step, len(histories)))
             batch = histories[block]
-            s = np.array(self.score(batch), dtype=np.float32, copy=True)
+            s = np.array(self.score(batch), dtype=np.float32, copy=True, order="C")
             if exclude_seen:
                 mask_entries(s, batch.matrix("binary"))
             if exclude is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Self
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
 from recengine.data.dataset import Dataset
 from recengine.errors import ConfigError
@@ -15,6 +17,8 @@ from recengine.models._similarity import BLOCK_FLOATS, ItemItemModel
 from recengine.models.base import Interval, Options
 
 _TILE = 64
+#: Matrices smaller than this are inverted on one BLAS thread.
+_MIN_THREADED = 4096
 
 
 @numba.njit(parallel=True, cache=True)
@@ -52,12 +56,16 @@ def inverse_spd(a: np.ndarray) -> np.ndarray:
     2 n^3 for a general LU inverse, and no extra n x n buffer.
     """
     potrf, potri = (lapack.spotrf, lapack.spotri) if a.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri)
-    # a is symmetric, so its transpose — a Fortran-ordered view — is the same matrix and LAPACK works in place.
-    factor, info = potrf(a.T, lower=0, clean=0, overwrite_a=1)
-    if info != 0:
-        raise ConfigError(f"the regularised Gram matrix is not positive definite (LAPACK info {info}); "
-                          "increase l2")
-    inverse, info = potri(factor, lower=0, overwrite_c=1)
+    # Threaded LAPACK gains little on small matrices but can be 50x slower when the cores are shared with
+    # other work (threads spin waiting for each other): small inversions run on one thread.
+    limit = threadpool_limits(1, user_api="blas") if a.shape[0] < _MIN_THREADED else contextlib.nullcontext()
+    with limit:
+        # a is symmetric: its transpose, a Fortran-ordered view, is the same matrix, so LAPACK works in place.
+        factor, info = potrf(a.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            raise ConfigError(f"the regularised Gram matrix is not positive definite (LAPACK info {info}); "
+                              "increase l2")
+        inverse, info = potri(factor, lower=0, overwrite_c=1)
     if info != 0:
         raise ConfigError(f"the regularised Gram matrix is singular (LAPACK info {info}); increase l2")
     result = inverse.T  # the Fortran upper triangle is the C-ordered lower triangle
@@ -86,7 +94,8 @@ class EASE(ItemItemModel):
 
     Closed form: P = (X^T X + l2 I)^-1, B = I - P / diag(P) (column j divided by P_jj). dtype: "float32"
     (twice as fast, half the memory) or "float64" for the inversion. prune_threshold > 0 drops weights with
-    |B_ij| below it and keeps B sparse (smaller, faster to score; 0 keeps B dense). values: "binary" or "weight".
+    |B_ij| below it and keeps B sparse (smaller, faster to score; 0 keeps B dense).
+    values: "binary" or "weight".
     """
 
     name = "ease"
@@ -99,7 +108,7 @@ class EASE(ItemItemModel):
     }
     search_space = {"l2": ("log", 1.0, 10000.0)}
 
-    def __init__(self, l2: float = 300.0, prune_threshold: float = 0.0, dtype: str = "float32",
+    def __init__(self, l2: float = 200.0, prune_threshold: float = 0.0, dtype: str = "float32",
                  values: str = "binary"):
         self.l2 = l2
         self.prune_threshold = prune_threshold

@@ -61,7 +61,7 @@ class ItemKNN(ItemItemModel):
     def __init__(
         self,
         similarity: str = "cosine",
-        neighbors: int = 100,
+        neighbors: int = 200,
         shrink: float = 10.0,
         weighting: str = "none",
         bm25_k1: float = 1.2,
@@ -91,8 +91,8 @@ class ItemKNN(ItemItemModel):
             # Centre each user's weights on their mean: users become columns of item_users.
             item_users = centre_rows(item_users.T.tocsr()).T.tocsr()
             if item_users.nnz == 0:
-                raise DataError("adjusted_cosine needs graded weights (values='weight' with varying weights); "
-                                "every user's weights are equal here, use 'cosine' or 'pearson'")
+                raise DataError("adjusted_cosine needs graded weights (values='weight', varying weights): "
+                                "every user's weights are equal here; use 'cosine' or 'pearson'")
             kind = "cosine"
         stats = RowStats.of(item_users)
         user_items = item_users.T.tocsr()

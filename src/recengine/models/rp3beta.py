@@ -46,7 +46,7 @@ class RP3beta(ItemItemModel):
 
     def __init__(
         self,
-        alpha: float = 1.0,
+        alpha: float = 0.5,
         beta: float = 0.5,
         neighbors: int = 100,
         normalize: bool = True,
@@ -68,7 +68,8 @@ class RP3beta(ItemItemModel):
             p_ui.data **= self.alpha
             p_iu.data **= self.alpha
         popularity = np.diff(user_items.tocsc().indptr).astype(np.float64)
-        discount = np.divide(1.0, popularity ** self.beta, out=np.zeros_like(popularity), where=popularity > 0)
+        discount = np.divide(1.0, popularity ** self.beta, out=np.zeros_like(popularity),
+                             where=popularity > 0)
         n_items = dataset.n_items
         step = max(1, BLOCK_FLOATS // max(1, n_items))
         rows_out, cols_out, vals_out = [], [], []

@@ -56,7 +56,7 @@ class UserKNN(Recommender):
         self,
         similarity: str = "cosine",
         neighbors: int = 100,
-        shrink: float = 10.0,
+        shrink: float = 50.0,
         weighting: str = "none",
         bm25_k1: float = 1.2,
         bm25_b: float = 0.75,
@@ -100,7 +100,8 @@ class UserKNN(Recommender):
             exclude = np.where((histories.users >= 0) & (histories.users < n_train), histories.users, -1)
         return top_n_similarity(weighted, self.weighted_item_users_, RowStats.of(weighted),
                                 RowStats(self.user_sq_, self.user_total_), self.similarity, self.neighbors,
-                                shrink=float(self.shrink), alpha=float(self.asymmetric_alpha), exclude=exclude)
+                                shrink=float(self.shrink), alpha=float(self.asymmetric_alpha),
+                                exclude=exclude)
 
     def score(self, histories: Histories) -> np.ndarray:
         self._check_fitted(histories)

@@ -1,0 +1,133 @@
+"""The batch CLI end to end: fit → recommend → score, evaluate, tune, and every bad-input path."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from recengine.cli import main
+from recengine.testing import contract_dataset
+
+
+@pytest.fixture()
+def train_csv(tmp_path):
+    frame = contract_dataset().to_frame()[["user", "item", "timestamp", "rating"]]
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def run(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+def test_fit_recommend_score_round_trip(tmp_path, train_csv, capsys):
+    path, frame = train_csv
+    model_dir = tmp_path / "model"
+    assert run("fit", "--events", path, "--model", "itemknn", "--param", "neighbors=20", "--out", model_dir) == 0
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nu2\nnobody\n")
+    recs_path = tmp_path / "recs.csv"
+    assert run("recommend", "--model-dir", model_dir, "--users", users, "--k", 5, "--out", recs_path) == 0
+    recs = pd.read_csv(recs_path, dtype={"user": str, "item": str})
+    assert list(recs.columns) == ["user", "item", "rank", "score"]
+    assert recs.groupby("user").size().to_dict() == {"u1": 5, "u2": 5, "nobody": 5}
+    seen = set(zip(frame["user"], frame["item"], strict=True))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
+    assert all(ranks == [1, 2, 3, 4, 5] for ranks in recs.groupby("user")["rank"].apply(list))
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"user": ["u1", "u1", "nobody"], "item": ["i3", "unknown-item", "i3"]}).to_csv(pairs, index=False)
+    scores_path = tmp_path / "scores.csv"
+    assert run("score", "--model-dir", model_dir, "--pairs", pairs, "--out", scores_path) == 0
+    scores = pd.read_csv(scores_path)
+    assert list(scores.columns) == ["user", "item", "score"] and len(scores) == 3
+    assert scores["score"].isna().tolist() == [False, True, False]
+    assert "never seen" in capsys.readouterr().err
+
+
+def test_rating_model_scores_are_predicted_ratings(tmp_path, train_csv):
+    path, _ = train_csv
+    model_dir = tmp_path / "svd"
+    assert run("fit", "--events", path, "--model", "biased-mf", "--param", "factors=4", "--out", model_dir) == 0
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"user": ["u0", "u1"], "item": ["i0", "i39"]}).to_csv(pairs, index=False)
+    out = tmp_path / "scores.csv"
+    assert run("score", "--model-dir", model_dir, "--pairs", pairs, "--out", out) == 0
+    scores = pd.read_csv(out)["score"]
+    assert scores.between(1.0, 5.0).all()
+
+
+def test_model_auto_picks_on_validation_and_says_why(tmp_path, train_csv, capsys):
+    path, _ = train_csv
+    assert run("fit", "--events", path, "--model", "auto", "--candidates", "popular,itemknn",
+               "--out", tmp_path / "auto") == 0
+    err = capsys.readouterr()
+    assert "picked" in err.err and "validation" in err.err
+    info = json.loads((tmp_path / "auto" / "bundle.json").read_text())
+    assert info["model"] in ("popular", "itemknn")
+
+
+def test_evaluate_writes_a_json_report(tmp_path, train_csv):
+    path, _ = train_csv
+    out = tmp_path / "report.json"
+    assert run("evaluate", "--events", path, "--models", "popular,itemknn", "--k", "5,10", "--out", out) == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["protocol"] == "temporal-user"
+    assert report["dataset"]["users"] == 60
+    names = [r["model"] for r in report["results"]]
+    assert names == ["popular", "itemknn"]
+    for result in report["results"]:
+        assert 0.0 <= result["metrics"]["ndcg@10"] <= 1.0
+        low, high = result["intervals"]["ndcg@10"]
+        assert low <= result["metrics"]["ndcg@10"] <= high
+        assert result["timings"]["fit_seconds"] >= 0
+
+
+def test_tune_and_models_and_info(tmp_path, train_csv, capsys):
+    path, _ = train_csv
+    out = tmp_path / "best.json"
+    assert run("tune", "itemknn", "--events", path, "--trials", 3, "--out", out) == 0
+    best = json.loads(out.read_text())
+    assert best["model"] == "itemknn" and "neighbors" in best["params"]
+    assert run("models") == 0
+    assert "ease" in capsys.readouterr().out
+    assert run("fit", "--events", path, "--model", "popular", "--out", tmp_path / "m") == 0
+    assert run("info", tmp_path / "m") == 0
+    assert '"model": "popular"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "--model", "nope"], "unknown model 'nope'"),
+    (["fit", "--model", "itemknn", "--param", "neighbours=3"], "no parameter 'neighbours'"),
+    (["fit", "--model", "itemknn", "--param", "neighbors=many"], "neighbors takes an integer"),
+    (["fit", "--model", "itemknn", "--param", "neighbors"], "key=value"),
+    (["fit", "--model", "itemknn", "--param", "neighbors=0"], "neighbors must be >= 1"),
+])
+def test_bad_model_options_exit_2_with_a_message(tmp_path, train_csv, capsys, argv, message):
+    path, _ = train_csv
+    assert run(*argv, "--events", path, "--out", tmp_path / "m") == 2
+    assert message in capsys.readouterr().err.replace("\n", "")
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_files_exit_2_naming_the_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,timestamp\nu1,i1,100\nu2,i2,yesterday-ish\n")
+    assert run("fit", "--events", bad, "--model", "popular", "--out", tmp_path / "m") == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "bad.csv" in err and "line 3" in err
+    assert run("fit", "--events", tmp_path / "missing.csv", "--model", "popular", "--out", tmp_path / "m") == 2
+    assert "missing.csv" in capsys.readouterr().err.replace("\n", "")
+    assert run("recommend", "--model-dir", tmp_path / "nothing-here", "--k", 3) == 2
+    assert "not a model directory" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_reject_file_keeps_the_good_rows(tmp_path, capsys):
+    bad = tmp_path / "mixed.csv"
+    bad.write_text("user,item,timestamp\nu1,i1,100\nu2,i2,oops\nu2,i1,101\n")
+    rejects = tmp_path / "rejects.csv"
+    assert run("fit", "--events", bad, "--model", "popular", "--reject-file", rejects,
+               "--out", tmp_path / "m") == 0
+    assert len(pd.read_csv(rejects)) == 1
+    info = json.loads((tmp_path / "m" / "bundle.json").read_text())
+    assert info["dataset"]["interactions"] == 2
