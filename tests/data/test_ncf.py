@@ -47,8 +47,8 @@ def test_negatives_including_the_test_item_are_an_error_or_collapsed(tmp_path):
     prefix = write_ncf(tmp_path, negatives="(0,2)\t3\t4\n(1,3)\t4\t3\n")
     message = r"toy\.test\.negative, line 2: the negatives of user '1' include their test item '3'"
     with pytest.raises(DataError, match=message):
-        load_ncf(prefix)
-    split = load_ncf(prefix, test_in_negatives="drop")
+        load_ncf(prefix, test_in_negatives="raise")
+    split = load_ncf(prefix)
     assert split.candidates.toarray().tolist()[1] == [0, 0, 0, 1, 1]
     assert split.info["test_item_in_negatives"] == 1
 
@@ -62,7 +62,7 @@ def test_negatives_including_the_test_item_are_an_error_or_collapsed(tmp_path):
 ])
 def test_malformed_negative_files(tmp_path, negatives, message):
     with pytest.raises(DataError, match=message):
-        load_ncf(write_ncf(tmp_path, negatives=negatives))
+        load_ncf(write_ncf(tmp_path, negatives=negatives), test_in_negatives="raise")
 
 
 def test_two_test_items_for_one_user(tmp_path):
@@ -80,8 +80,9 @@ def test_lastfm_counts_match_provenance():
     # 86 lines of the released negatives file list the user's own test item among the negatives.
     with pytest.raises(DataError, match=r"line 18: the negatives of user '17' include their test item '268' "
                                         r"\(86 lines do\)"):
-        load_ncf(LASTFM)
-    split = load_ncf(LASTFM, test_in_negatives="drop")
+        load_ncf(LASTFM, test_in_negatives="raise")
+    split = load_ncf(LASTFM)
+    assert not split.exclude_seen  # all 100 given candidates are ranked, as published
     assert (split.train.n_users, split.train.n_items) == (1741, 2665)
     assert (split.train.n_interactions, split.test.n_interactions) == (67_408, 1741)
     assert split.n_users == 1741

@@ -1,5 +1,6 @@
 import gzip
 import json
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,22 @@ def test_tsv_without_header_counts_lines_from_one(tmp_path):
                     columns=ColumnMapping(rating="rating"))
 
 
+def test_multi_character_separator_and_zip_use_the_pandas_reader(tmp_path):
+    f = write(tmp_path / "ratings.dat", "1::10::5::100\n\n1::20::x::200\n2::10::4\n3::30::1::300\n")
+    kwargs = {"format": "csv", "sep": "::", "names": ["user", "item", "rating", "timestamp"],
+              "columns": ColumnMapping(rating="rating")}
+    with pytest.raises(DataError, match=r"ratings\.dat, line 3: rating is not a number 'x'"):
+        read_events(f, **kwargs)
+    result = read_events(f, on_error="reject", reject_path=tmp_path / "r.csv", **kwargs)
+    assert result.events["user"].tolist() == ["1", "3"] and result.blank_lines == 1
+    assert pd.read_csv(tmp_path / "r.csv")["line"].tolist() == [3, 4]
+    z = tmp_path / "e.csv.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("e.csv", "user,item,timestamp\na,x,1\nb,y,2,3\n")
+    with pytest.raises(DataError, match=r"e\.csv\.zip, line 3: expected 3 fields, saw 4"):
+        read_events(z)
+
+
 def test_timestamp_formats(tmp_path):
     f = write(tmp_path / "e.csv", "user,item,timestamp\na,x,1500\nb,y,2500\n")
     assert read_events(f, timestamp_format="unix_ms").events["timestamp"].tolist() == [1, 2]
@@ -124,7 +141,7 @@ def test_jsonl_reads_and_reports_bad_json_by_line(tmp_path):
     ("u1,i1,10,inf\n", "line 3: rating is not a number 'inf'"),
     (",i1,10,4\n", "line 3: missing user \\(column 'uid'\\)"),
     ("u1,,10,4\n", "line 3: missing item"),
-    ("u1,i1,10\n", "line 3: missing rating"),
+    ("u1,i1,10\n", "line 3: expected 4 fields, saw 3: 'u1,i1,10'"),
     ("u1,i1,10,4,extra\n", "line 3: expected 4 fields, saw 5"),
 ])
 def test_bad_rows_stop_the_load_naming_file_line_and_problem(tmp_path, body, message):

@@ -34,19 +34,20 @@ P3 = np.array([[0, 5 / 18, 5 / 18], [5 / 12, 0, 1 / 6], [5 / 12, 1 / 6, 0]])
 
 def test_random_walk_weights_match_hand_values():
     ds = dataset_from_rows(TINY)
-    w = RP3beta(beta=0.0, normalize=False).fit(ds).item_weights_.toarray()
+    w = RP3beta(alpha=1.0, beta=0.0, normalize=False).fit(ds).item_weights_.toarray()
     np.testing.assert_allclose(w, P3, rtol=1e-6)
-    discounted = RP3beta(beta=0.5, normalize=False).fit(ds).item_weights_.toarray()
+    discounted = RP3beta(alpha=1.0, beta=0.5, normalize=False).fit(ds).item_weights_.toarray()
     np.testing.assert_allclose(discounted, P3 / np.sqrt([3, 2, 2])[None, :], rtol=1e-6)
     # alpha = 2 squares every transition probability: W[1, 0] = 1/4 * 1/4 + 1/4 * 1/9.
     squared = RP3beta(alpha=2.0, beta=0.0, normalize=False).fit(ds).item_weights_.toarray()
     assert squared[1, 0] == pytest.approx(1 / 16 + 1 / 36, rel=1e-6)
-    normalized = RP3beta(beta=0.0, normalize=True).fit(ds).item_weights_.toarray()
+    normalized = RP3beta(alpha=1.0, beta=0.0, normalize=True).fit(ds).item_weights_.toarray()
     np.testing.assert_allclose(normalized[1], [5 / 7, 0, 2 / 7], rtol=1e-6)
 
 
 def test_neighbors_keep_the_best_per_row():
-    w = RP3beta(beta=0.0, neighbors=1, normalize=False).fit(dataset_from_rows(TINY)).item_weights_.toarray()
+    model = RP3beta(alpha=1.0, beta=0.0, neighbors=1, normalize=False).fit(dataset_from_rows(TINY))
+    w = model.item_weights_.toarray()
     assert ((w > 0).sum(axis=1) == 1).all()
     np.testing.assert_allclose(w[1:, 0], [5 / 12, 5 / 12], rtol=1e-6)
 
@@ -83,7 +84,7 @@ def test_explain_contributions_sum_to_the_score():
 
 
 def test_similar_items_come_from_the_rows():
-    model = RP3beta(beta=0.0, normalize=False).fit(dataset_from_rows(TINY))
+    model = RP3beta(alpha=1.0, beta=0.0, normalize=False).fit(dataset_from_rows(TINY))
     items, scores = model.similar_items(np.array([1]), k=3)
     assert items.tolist() == [[0, 2, -1]]
     np.testing.assert_allclose(scores[0, :2], [5 / 12, 1 / 6], rtol=1e-6)

@@ -69,12 +69,8 @@ class Dataset:
             if events[column].isna().any():
                 row = int(np.flatnonzero(events[column].isna().to_numpy())[0])
                 raise DataError(f"event frame: missing {column} in row {row}")
-        user_ids = events["user"].astype(str).to_numpy()
-        item_ids = events["item"].astype(str).to_numpy()
-        users = users if users is not None else Vocabulary.from_values(user_ids)
-        items = items if items is not None else Vocabulary.from_values(item_ids)
-        u = users.index(user_ids)
-        i = items.index(item_ids)
+        users, u = _encode(events["user"], users)
+        items, i = _encode(events["item"], items)
         ts = events["timestamp"].to_numpy()
         if not np.issubdtype(ts.dtype, np.number):
             raise DataError("event frame: timestamp must be numeric (seconds since the epoch or a sequence number)")
@@ -217,6 +213,18 @@ class Dataset:
             rating=arrays.get("rating"), event=arrays.get("event"), event_types=tuple(meta["event_types"]),
             item_features=features("item"), user_features=features("user"), name=meta["name"],
         )
+
+
+def _encode(ids: pd.Series, vocab: Vocabulary | None) -> tuple[Vocabulary, np.ndarray]:
+    """Internal indices of a column of ids, with a vocabulary in order of first appearance if none is given."""
+    if vocab is not None:
+        return vocab, vocab.index(ids.to_numpy())
+    codes, uniques = pd.factorize(ids)
+    names = np.asarray(uniques).astype(str)
+    if len(pd.unique(names)) != len(names):  # e.g. 1 and "1" in one column: the same id once written
+        codes, uniques = pd.factorize(ids.astype(str))
+        names = np.asarray(uniques).astype(str)
+    return Vocabulary(names), codes.astype(np.int64)
 
 
 def _align(features: pd.DataFrame | None, vocab: Vocabulary, kind: str) -> pd.DataFrame | None:

@@ -36,8 +36,8 @@ class Source:
 
 
 # SHA-256 and sizes as recorded by TensorFlow Datasets (tensorflow_datasets/url_checksums/movielens.txt);
-# they agree with GroupLens' published MD5 files for the same archives. ml-latest-small is a "development"
-# release that GroupLens may replace: if its checksum stops matching, pass the new one explicitly.
+# GroupLens itself publishes only MD5 files. ml-latest-small is a "development" release that GroupLens may
+# replace: if its checksum stops matching, pass the new one explicitly.
 REGISTRY: dict[str, Source] = {
     "ml-100k": Source("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
                       "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229", 4924029),

@@ -54,7 +54,7 @@ def load_movielens(path: str | Path, name: str | None = None) -> Dataset:
 
 def bundled_movielens() -> Dataset:
     """MovieLens latest-small as shipped inside the package (redistributable under its README's terms)."""
-    root = resources.files("recengine").joinpath("datasets", "ml-latest-small")
+    root = resources.files("recengine").joinpath("datasets").joinpath("ml-latest-small")
     if isinstance(root, Path):
         return read_ml_csv(root, name="ml-latest-small")
     # Installed as a zip: copy the files out first.

@@ -26,7 +26,7 @@ def load_ncf(
     path_prefix: str | Path,
     *,
     weights: str = "binary",
-    test_in_negatives: str = "raise",
+    test_in_negatives: str = "drop",
     name: str | None = None,
 ) -> Split:
     """Read ``<prefix>.train.rating``, ``.test.rating`` and ``.test.negative`` into an ``ncf-sampled`` Split.
@@ -34,9 +34,9 @@ def load_ncf(
     weights: "binary" (every train interaction weighs 1.0) or "count" (the file's value, e.g. play counts).
     Users and items keep their given ids, in one vocabulary covering train, test and negatives (numeric order
     when the ids are numbers, so NCF's 0-based ids equal internal indices). candidates holds each test user's
-    test item and its negatives. A negative equal to the user's test item is a DataError, unless
-    test_in_negatives="drop": then the item is a candidate once, as NCF's own evaluation code does (it scores
-    a dict keyed by item), and info counts those lines. info also counts negatives that are train items of
+    test item and its negatives. A negative equal to the user's test item (86 lines of the released Last.fm
+    file) is kept as one candidate, as NCF's own evaluation code does (it scores a dict keyed by item), and
+    info counts those lines; test_in_negatives="raise" makes it a DataError instead. info also counts negatives that are train items of
     the user (they stay: that is how the files were sampled).
     """
     if weights not in ("binary", "count"):
@@ -80,9 +80,10 @@ def load_ncf(
         "negatives_in_train": int(in_train.nnz),
         "test_item_in_negatives": clashes,
     }
-    # NCF ranks every test user, even one whose test item never occurs in train: keep them all.
+    # NCF ranks every test user, even one whose test item never occurs in train, and ranks all 100 given
+    # candidates, even those the user has in train: keep both, as published.
     return Split.from_datasets(PROTOCOL, train_ds, test_ds, candidates=candidates, drop_unseen_items=False,
-                               info=info)
+                               info=info, exclude_seen=False)
 
 
 def _read_ratings(file: Path) -> pd.DataFrame:

@@ -68,16 +68,19 @@ def prepare_events(
         report["below_min_rating"] = int((~keep).sum())
         events = events[keep].reset_index(drop=True)
 
-    if duplicates != "keep":
-        before = len(events)
-        events = _deduplicate(events, duplicates)
-        report["duplicates"] = before - len(events)
-
-    if user_core > 1 or item_core > 1:
-        before = len(events)
-        events, rounds = _k_core(events, user_core, item_core)
-        report["k_core"] = before - len(events)
-        report["k_core_rounds"] = rounds
+    if duplicates != "keep" or user_core > 1 or item_core > 1:
+        # Dense codes once, shared by both steps (factorizing strings is the expensive part).
+        u, i, n_items = _codes(events)
+        if duplicates != "keep":
+            before = len(events)
+            events, rows = _deduplicate(events, duplicates, u.astype(np.int64) * max(1, n_items) + i)
+            u, i = u[rows], i[rows]
+            report["duplicates"] = before - len(events)
+        if user_core > 1 or item_core > 1:
+            before = len(events)
+            events, rounds = _k_core(events, u, i, n_items, user_core, item_core)
+            report["k_core"] = before - len(events)
+            report["k_core_rounds"] = rounds
 
     report["output"] = len(events)
     return events, report
@@ -101,56 +104,73 @@ def _apply_event_weights(
                    if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v)}
     if bad_weights:
         raise ConfigError(f"event_weights must be finite numbers; got {bad_weights}")
-    types = events["event"].astype(str)
-    weight_of = types.map({str(k): float(v) for k, v in event_weights.items()})
-    unknown = weight_of.isna().to_numpy()
-    unknown_types = sorted(pd.unique(types[unknown]).tolist()) if unknown.any() else []
+    # Map the few distinct types, not every event.
+    codes, types = pd.factorize(events["event"].astype(str), sort=True)
+    by_type = {str(k): float(v) for k, v in event_weights.items()}
+    type_weight = np.array([by_type.get(str(t), np.nan) for t in types], dtype=np.float64)
+    weight_of = type_weight[codes]
+    unknown = np.isnan(weight_of)
+    unknown_types = [str(t) for t in types[np.isnan(type_weight)]]
     if unknown.any() and unknown_events == "error":
         raise DataError(
             f"event type(s) {unknown_types} have no weight in event_weights ({int(unknown.sum())} events); "
             f"add them to event_weights, or pass unknown_events='drop' to remove those events")
     events = events[~unknown].copy()
-    w = weight_of.to_numpy(dtype=np.float64)[~unknown]
+    w = weight_of[~unknown]
     if "weight" in events.columns:
         w = w * events["weight"].to_numpy(dtype=np.float64)
     events["weight"] = w
     return events.reset_index(drop=True), int(unknown.sum()), unknown_types
 
 
-def _pair_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dense user codes, item codes and a (user, item) pair key."""
+def _codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense user and item codes, and the number of distinct items."""
     u, _ = pd.factorize(events["user"], sort=False)
     i, items = pd.factorize(events["item"], sort=False)
-    key = u.astype(np.int64) * max(1, len(items)) + i
-    return u, i, key
+    return u.astype(np.int64), i.astype(np.int64), len(items)
 
 
-def _deduplicate(events: pd.DataFrame, policy: str) -> pd.DataFrame:
+def _deduplicate(events: pd.DataFrame, policy: str, key: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """One event per (user, item) key under the policy; also the kept row positions (in input order)."""
     n = len(events)
     if n == 0:
-        return events
-    _, _, key = _pair_codes(events)
+        return events, np.arange(0)
     ts = events["timestamp"].to_numpy()
-    pos = np.arange(n)
     has_weight = "weight" in events.columns
     weight = events["weight"].to_numpy(dtype=np.float64) if has_weight else np.ones(n)
     if policy == "max":
         # Within a pair: largest weight last, then latest time, then input order; keep each pair's last row.
-        order = np.lexsort((pos, ts, weight, key))
+        order = np.lexsort((ts, weight, key))  # lexsort is stable: ties keep input order
     else:
-        order = np.lexsort((pos, ts, key))
+        order = _stable_order(key, ts)
     sorted_key = key[order]
     starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
     ends = np.r_[starts[1:], n] - 1
     chosen = order[starts] if policy == "first" else order[ends]
-    back = np.argsort(chosen)  # back to input order
-    out = events.iloc[chosen[back]].copy()
+    # Back to input order without another sort: chosen rows are distinct positions.
+    kept = np.zeros(n, dtype=bool)
+    kept[chosen] = True
+    rows = np.flatnonzero(kept)
+    out = events.iloc[rows].copy()
     if policy == "sum":
-        out["weight"] = np.add.reduceat(weight[order], starts)[back]
-    return out.reset_index(drop=True)
+        totals = np.empty(n)
+        totals[chosen] = np.add.reduceat(weight[order], starts)
+        out["weight"] = totals[rows]
+    return out.reset_index(drop=True), rows
 
 
-def _k_core(events: pd.DataFrame, user_core: int, item_core: int) -> tuple[pd.DataFrame, int]:
+def _stable_order(key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Positions sorted by (key, ts), ties in input order; one sort of a combined key when it fits int64."""
+    ts = ts.astype(np.int64)
+    lo, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+    if int(key.max()) < (2**62) // span:
+        return np.argsort(key * span + (ts - lo), kind="stable")
+    return np.lexsort((ts, key))
+
+
+def _k_core(
+    events: pd.DataFrame, u: np.ndarray, i: np.ndarray, n_items: int, user_core: int, item_core: int,
+) -> tuple[pd.DataFrame, int]:
     """Iterate until every user has >= user_core distinct items and every item >= item_core distinct users.
 
     A round removes whole users or items, so a pair's first occurrence stays its first occurrence: the
@@ -158,15 +178,15 @@ def _k_core(events: pd.DataFrame, user_core: int, item_core: int) -> tuple[pd.Da
     n = len(events)
     if n == 0:
         return events, 0
-    u, i, key = _pair_codes(events)
     first = np.zeros(n, dtype=bool)
-    first[np.unique(key, return_index=True)[1]] = True
+    first[np.unique(u * max(1, n_items) + i, return_index=True)[1]] = True
     keep = np.ones(n, dtype=bool)
+    n_users = int(u.max()) + 1
     rounds = 0
     while True:
         counted = keep & first
-        user_count = np.bincount(u[counted], minlength=u.max() + 1)
-        item_count = np.bincount(i[counted], minlength=i.max() + 1)
+        user_count = np.bincount(u[counted], minlength=n_users)
+        item_count = np.bincount(i[counted], minlength=n_items)
         new_keep = keep & (user_count[u] >= user_core) & (item_count[i] >= item_core)
         if new_keep.sum() == keep.sum():
             break

@@ -8,6 +8,7 @@ either stops the load with a DataError naming the file, the line and the problem
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import io
 import json
@@ -21,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from recengine.data.dataset import Dataset
 from recengine.errors import ConfigError, DataError
@@ -32,6 +36,7 @@ FORMATS = ("csv", "tsv", "parquet", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _NUMERIC_TIME_UNITS = {"unix": 1, "unix_ms": 1_000, "unix_us": 1_000_000, "unix_ns": 1_000_000_000}
 #: Seconds beyond which a timestamp cannot be a date (year ~2900); also keeps int64 conversion safe.
 _MAX_SECONDS = 3.0e10
@@ -172,7 +177,7 @@ def parse_events(
         if field in mapped:
             col = frame[mapped[field]]
             problems.flag(col.isna().to_numpy(), f"missing {field} (column {mapped[field]!r})")
-            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            values = _to_float(col)
             problems.flag(~np.isfinite(values) & col.notna().to_numpy(), f"{field} is not a number",
                           values=col)
             out[field] = values
@@ -201,8 +206,9 @@ def parse_events(
         logger.warning("%s: %d bad %s(s) written to %s", source, n_bad, line_label, written)
 
     keep = ~bad & ~blank
+    # Id columns stay pandas (Arrow-backed) strings: filtering them is cheap, converting them is not.
     events = pd.DataFrame({
-        key: (np.asarray(value)[keep] if not isinstance(value, pd.Series) else value.to_numpy()[keep])
+        key: (value[keep].reset_index(drop=True) if isinstance(value, pd.Series) else np.asarray(value)[keep])
         for key, value in out.items()
     })
     events["timestamp"] = events["timestamp"].astype(np.int64)
@@ -285,16 +291,95 @@ def _read_raw(
         return raw.reset_index(drop=True), np.arange(1, n + 1), np.zeros(n, bool), _no_malformed()
     if fmt == "jsonl":
         return _read_jsonl(path, encoding)
-    return _read_delimited(path, sep or ("," if fmt == "csv" else "\t"), names, encoding)
+    sep = sep or ("," if fmt == "csv" else "\t")
+    if len(sep) == 1 and path.suffix.lower() != ".zip":
+        return _read_delimited_arrow(path, sep, names, encoding)
+    return _read_delimited(path, sep, names, encoding)
 
 
 def _no_malformed() -> pd.DataFrame:
     return pd.DataFrame({"line": pd.Series([], dtype=np.int64), "reason": pd.Series([], dtype=object)})
 
 
+def _read_delimited_arrow(
+    path: Path, sep: str, names: Sequence[str] | None, encoding: str,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Delimited text through Arrow's C++ reader, every column as nullable strings: several times faster
+    than pandas' string parsing. Rows with the wrong number of fields go to the handler, with their line."""
+    header = names is None
+    if header:
+        names = _header(path, sep, encoding)
+    invalid: list[tuple[int | None, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        invalid.append((row.number, f"expected {row.expected_columns} fields, saw {row.actual_columns}: "
+                                    f"{row.text!r}"))
+        return "skip"
+
+    def read(threads: bool) -> pa.Table:
+        invalid.clear()
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=threads, skip_rows=1 if header else 0,
+                                           column_names=list(names), encoding=encoding),
+            parse_options=pacsv.ParseOptions(delimiter=sep, ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            # Only an empty field is missing: "NA" or "null" may be real ids.
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                                 strings_can_be_null=True, null_values=[""],
+                                                 quoted_strings_can_be_null=False),
+        )
+
+    try:
+        table = read(threads=True)
+        if any(number is None for number, _ in invalid):
+            table = read(threads=False)  # Arrow numbers the bad lines only when it reads in one thread
+    except pa.ArrowInvalid as exc:
+        if "UTF8" in str(exc) or "utf8" in str(exc).lower():
+            raise DataError(f"{path}: not valid {encoding} text ({exc}); pass encoding= "
+                            f"(e.g. 'latin-1')") from exc
+        raise DataError(f"{path}: cannot read it as delimited text ({exc})") from exc
+    raw = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    n = len(raw)
+    first = 2 if header else 1
+    malformed = _no_malformed()
+    if invalid:
+        invalid.sort(key=lambda x: x[0])
+        bad_lines = np.array([number for number, _ in invalid], dtype=np.int64)
+        malformed = pd.DataFrame({"line": bad_lines, "reason": [reason for _, reason in invalid]})
+        # Rows after a skipped line sit one line further down: shift each row by the skips before it.
+        slots = bad_lines - first - np.arange(len(bad_lines))
+        lines = np.arange(n, dtype=np.int64) + first + np.searchsorted(slots, np.arange(n), side="right")
+    else:
+        lines = np.arange(n, dtype=np.int64) + first
+    blank = raw.isna().all(axis=1).to_numpy() if raw.shape[1] else np.zeros(n, bool)
+    return raw, lines, blank, malformed
+
+
+def _header(path: Path, sep: str, encoding: str) -> list[str]:
+    """The column names on the first line."""
+    try:
+        with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as stream:
+            first = stream.readline()
+        text = first.decode("utf-8-sig" if encoding.lower().replace("-", "") == "utf8" else encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}, line 1: not valid {encoding} text ({exc}); pass encoding=") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc})") from exc
+    fields = next(csv.reader([text.rstrip("\r\n")], delimiter=sep), [])
+    if not fields or fields == [""]:
+        raise DataError(f"{path}, line 1: no header line (the file is empty?); pass names= for a file "
+                        f"without one")
+    if len(set(fields)) != len(fields):
+        dup = next(f for f in fields if fields.count(f) > 1)
+        raise DataError(f"{path}, line 1 (header): column {dup!r} appears twice")
+    return fields
+
+
 def _read_delimited(
     path: Path, sep: str, names: Sequence[str] | None, encoding: str,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame]:
+    """The pandas reader, for multi-character separators and zip files."""
     header = names is None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -349,7 +434,7 @@ def _read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
 
 
 def _read_jsonl(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame]:
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    opener = _OPENERS.get(path.suffix.lower(), open)
     try:
         with opener(path, "rt", encoding=encoding, newline="") as f:
             text = f.read()
@@ -390,6 +475,25 @@ def _read_jsonl(path: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray, np
     return raw.reset_index(drop=True), numbers[ok], np.zeros(len(raw), bool), malformed
 
 
+#: A decimal number as text (what a rating, weight or unix time may look like).
+_NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
+
+
+def _to_float(col: pd.Series) -> np.ndarray:
+    """float64 values; NaN where missing or not a number (callers tell those apart with col.isna())."""
+    if pd.api.types.is_bool_dtype(col):
+        return np.full(len(col), np.nan)
+    if pd.api.types.is_numeric_dtype(col):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_string_dtype(col) and not pd.api.types.is_object_dtype(col):
+        # Vectorized in Arrow: validate with a regex, then cast only the valid strings.
+        text = pc.utf8_trim_whitespace(pa.array(col, from_pandas=True))
+        ok = pc.fill_null(pc.match_substring_regex(text, _NUMBER), False)
+        values = pc.cast(pc.if_else(ok, text, pa.scalar(None, text.type)), pa.float64())
+        return values.to_numpy(zero_copy_only=False)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def _as_id_strings(col: pd.Series) -> pd.Series:
     """External ids as strings; integral floats (an int column with gaps) lose their '.0'."""
     if pd.api.types.is_float_dtype(col):
@@ -414,7 +518,7 @@ def _parse_timestamps(col: pd.Series, timestamp_format: str | None) -> tuple[np.
         scale = _NUMERIC_TIME_UNITS.get(timestamp_format or "unix")
         use_numbers = timestamp_format is None or timestamp_format in _NUMERIC_TIME_UNITS
         if use_numbers:
-            numbers = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            numbers = _to_float(col)
             seconds = np.where(np.isfinite(numbers), numbers / scale, np.nan)
         todo = present & np.isnan(seconds)
         if todo.any() and timestamp_format not in _NUMERIC_TIME_UNITS:

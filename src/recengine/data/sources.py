@@ -20,6 +20,7 @@ SOURCES = {
 def load_source(spec: str) -> Dataset | Split:
     """Load a named source; see SOURCES for the forms a spec takes."""
     from recengine.data import movielens, ncf, sequences
+    from recengine.data.splits import predefined_split
 
     kind, _, rest = spec.partition(":")
     if kind in ("bundled", "ml-latest-small") and not rest:
@@ -33,9 +34,12 @@ def load_source(spec: str) -> Dataset | Split:
         if not folder:
             folder, fold = rest, "u1"
         train, test = movielens.read_ml100k_fold(folder, fold)
-        return Split.from_datasets("ratings", train, test, info={"fold": fold})
+        return predefined_split(train, test, drop_unseen_items=False)
     if kind == "sequences":
-        return sequences.load_s3rec(rest, name=Path(rest).name)
+        texts = sorted(Path(rest).glob("*.txt"))
+        if len(texts) != 1:
+            raise ConfigError(f"sequences:{rest}: expected one <name>.txt sequence file there, found {len(texts)}")
+        return sequences.load_s3rec(rest, name=texts[0].stem)
     if kind == "ncf":
         return ncf.load_ncf(rest)
     raise ConfigError(f"unknown data source {spec!r}; forms: {', '.join(SOURCES)}")

@@ -21,7 +21,9 @@ class Split:
     history; for `strong`, the folded-in part of a held-out user's history, with users = -1).
     test_users: internal user index of each query row. truth: (len(query), n_items) CSR of held-out items per
     row (values: rating if the data has ratings, else 1). candidates: optional CSR restricting the ranking of
-    each row (sampled-negative protocols); None = full ranking over all items.
+    each row (sampled-negative protocols); None = full ranking over all items. exclude_seen: whether the query's
+    own items are removed from the ranking (True everywhere except protocols that rank given candidate sets
+    as published, where a candidate may be an item the user already has).
     """
 
     protocol: str
@@ -32,6 +34,7 @@ class Split:
     truth: sp.csr_matrix
     candidates: sp.csr_matrix | None = None
     info: dict = field(default_factory=dict)
+    exclude_seen: bool = True
 
     def __post_init__(self) -> None:
         n = len(self.query)
@@ -51,6 +54,7 @@ class Split:
         candidates: sp.csr_matrix | None = None,
         drop_unseen_items: bool = True,
         info: dict | None = None,
+        exclude_seen: bool = True,
     ) -> Split:
         """Evaluate every user with at least one test interaction; by default the query is the user's train
         history. With drop_unseen_items, test items that never occur in train are removed (they cannot be
@@ -73,7 +77,7 @@ class Split:
         truth = full[test_users]
         if query is None:
             query = train.histories(test_users)
-        return cls(protocol, train, test, query, test_users.astype(np.int64), truth, candidates, info)
+        return cls(protocol, train, test, query, test_users.astype(np.int64), truth, candidates, info, exclude_seen)
 
     @property
     def n_users(self) -> int:

@@ -142,7 +142,7 @@ def evaluate(
 ) -> Report:
     """Evaluate a fitted model on a Split without fitting anything.
 
-    One ``model.recommend(split.query, k=max(ks), exclude_seen=True, candidates=split.candidates)`` call gives
+    One ``model.recommend(split.query, k=max(ks), exclude_seen=split.exclude_seen, candidates=...)`` call gives
     the lists; every metric is computed at every K. Rating models (feedback == "ratings") also get RMSE/MAE
     from ``model.predict`` at the truth entries. relevance_threshold: a truth entry counts as relevant for the
     ranking metrics only if its value (the rating) is >= this; None = every held-out item is relevant. Users
@@ -171,7 +171,7 @@ def evaluate(
     truth = truth if everyone else truth[rows]
 
     start = time.perf_counter()
-    items, _ = model.recommend(query, k=max(ks), exclude_seen=True, candidates=candidates)
+    items, _ = model.recommend(query, k=max(ks), exclude_seen=split.exclude_seen, candidates=candidates)
     timings["predict_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -295,3 +295,136 @@ def contains_sorted(values, lo, hi, target):  # pragma: no cover - compiled
         else:
             hi = mid
     return False
+
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def als_cg_update_push(part_indptr, indices, confidence, row_bounds, X, XtX, reg, Y, steps,
+                       R, P, AP, rs):  # pragma: no cover - compiled
+    """The update of als_cg_update, computed by streaming the fixed side instead of gathering it.
+
+    Solves the rows of Y (n_rows, k) given the fixed factors X (n_other, k), with the matrix stored by rows of
+    X: part t of the solved rows (row_bounds[t]:row_bounds[t+1]) owns entries part_indptr[t, u]:part_indptr[t,
+    u+1] of fixed row u. All solved rows of a part run their CG in lockstep: each step is one sequential pass
+    over X, whose rows are read once per pass and scattered into the (cache-resident) state R, P, AP of the
+    solved rows, instead of being gathered from memory once per entry. R, P, AP: (n_rows, k) scratch; rs:
+    (n_rows,) scratch holding each row's squared residual norm, or -1 once its CG has stopped.
+    """
+    n_parts = part_indptr.shape[0]
+    n_other = X.shape[0]
+    k = X.shape[1]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    for t in numba.prange(n_parts):
+        lo_row = row_bounds[t]
+        hi_row = row_bounds[t + 1]
+        ptr = part_indptr[t]
+        R[lo_row:hi_row] = zero
+        # Residual r = b - A y: the entry part by one pass, then the shared Gram part per row.
+        for u in range(n_other):
+            x = X[u]
+            for e in range(ptr[u], ptr[u + 1]):
+                i = indices[e]
+                conf = confidence[e]
+                y = Y[i]
+                d = zero
+                for a in range(k):
+                    d += x[a] * y[a]
+                coef = conf - (conf - one) * d
+                r = R[i]
+                for a in range(k):
+                    r[a] += coef * x[a]
+        for i in range(lo_row, hi_row):
+            y = Y[i]
+            r = R[i]
+            lam = reg[i]
+            total = zero
+            for a in range(k):
+                s = zero
+                G = XtX[a]
+                for c in range(k):
+                    s += G[c] * y[c]
+                value = r[a] - s - lam * y[a]
+                r[a] = value
+                P[i, a] = value
+                total += value * value
+            rs[i] = total if total >= 1e-20 else np.float32(-1.0)
+        for _ in range(steps):
+            # A p: the Gram part per row, then the entry part by one pass over X.
+            for i in range(lo_row, hi_row):
+                if rs[i] < 0:
+                    continue
+                p = P[i]
+                lam = reg[i]
+                for a in range(k):
+                    s = zero
+                    G = XtX[a]
+                    for c in range(k):
+                        s += G[c] * p[c]
+                    AP[i, a] = s + lam * p[a]
+            for u in range(n_other):
+                x = X[u]
+                for e in range(ptr[u], ptr[u + 1]):
+                    i = indices[e]
+                    if rs[i] < 0:
+                        continue
+                    p = P[i]
+                    d = zero
+                    for a in range(k):
+                        d += x[a] * p[a]
+                    coef = (confidence[e] - one) * d
+                    ap = AP[i]
+                    for a in range(k):
+                        ap[a] += coef * x[a]
+            for i in range(lo_row, hi_row):
+                rs_old = rs[i]
+                if rs_old < 0:
+                    continue
+                p = P[i]
+                ap = AP[i]
+                y = Y[i]
+                r = R[i]
+                pAp = zero
+                for a in range(k):
+                    pAp += p[a] * ap[a]
+                if pAp <= 0:
+                    rs[i] = -1.0
+                    continue
+                alpha = rs_old / pAp
+                rs_new = zero
+                for a in range(k):
+                    y[a] += alpha * p[a]
+                    r[a] -= alpha * ap[a]
+                    rs_new += r[a] * r[a]
+                if rs_new < 1e-20:
+                    rs[i] = -1.0
+                    continue
+                beta = rs_new / rs_old
+                for a in range(k):
+                    p[a] = r[a] + beta * p[a]
+                rs[i] = rs_new
+
+
+def column_parts(m, n_parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split the columns of a CSR matrix (sorted indices) into n_parts ranges of about equal nnz.
+
+    Returns (part_indptr (n_parts, n_rows+1), indices, data, column bounds): part t holds the entries of
+    columns bounds[t]:bounds[t+1], stored row by row, at part_indptr[t, r]:part_indptr[t, r+1].
+    """
+    n_rows, n_cols = m.shape
+    per_column = np.bincount(m.indices, minlength=n_cols).astype(np.float64)
+    cost = np.cumsum(per_column + 1.0)
+    inner = np.searchsorted(cost, cost[-1] * np.arange(1, n_parts) / n_parts, side="left") + 1 \
+        if n_cols else np.zeros(n_parts - 1, dtype=np.int64)
+    bounds = np.concatenate([[0], np.minimum(inner, n_cols), [n_cols]]).astype(np.int64)
+    bounds = np.maximum.accumulate(bounds)
+    # Entry e of row r goes to the part of its column; a stable sort by (part, row) keeps columns sorted.
+    part_of_entry = np.searchsorted(bounds, m.indices, side="right") - 1
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(m.indptr))
+    order = np.lexsort((rows, part_of_entry))
+    counts = np.bincount(part_of_entry * n_rows + rows, minlength=n_parts * n_rows).reshape(n_parts, n_rows)
+    part_indptr = np.zeros((n_parts, n_rows + 1), dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts.sum(axis=1))[:-1]])
+    part_indptr[:, 1:] = np.cumsum(counts, axis=1)
+    part_indptr += offsets[:, None]
+    return part_indptr, m.indices[order].astype(np.int32), m.data[order], bounds
