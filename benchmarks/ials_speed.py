@@ -15,6 +15,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import ml20m_like  # noqa: E402
 
+from recengine.data.dataset import Dataset  # noqa: E402
 from recengine.models.ials import ImplicitALS  # noqa: E402
 
 
@@ -25,11 +26,17 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--solver", default="cg")
     parser.add_argument("--skip-implicit", action="store_true")
+    parser.add_argument("--cache", type=Path, help="directory to save the generated data to / load it from")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    data = ml20m_like(int(138_000 * args.scale), 20_000, int(10_000_000 * args.scale), seed=0)
-    print(f"{data}: generated in {time.perf_counter() - start:.1f} s", flush=True)
+    if args.cache is not None and (args.cache / "dataset.json").is_file():
+        data = Dataset.load(args.cache)
+    else:
+        data = ml20m_like(int(138_000 * args.scale), 20_000, int(10_000_000 * args.scale), seed=0)
+        if args.cache is not None:
+            data.save(args.cache)
+    print(f"{data}: ready in {time.perf_counter() - start:.1f} s", flush=True)
 
     # Warm the numba compilation cache on a tiny set, so that the timing is of the kernels only.
     ImplicitALS(factors=args.factors, iterations=1, solver=args.solver).fit(ml20m_like(200, 100, 2000, 1))

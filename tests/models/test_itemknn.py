@@ -199,3 +199,10 @@ def test_bad_hyper_parameters_raise_config_error_at_fit(params):
     model = ItemKNN(**params)  # the constructor only stores them
     with pytest.raises(ConfigError):
         model.fit(planted())
+
+
+def test_bm25_rejects_negative_weights():
+    ds = dataset_from_rows([[0, 1], [0, 2]], weights=[[1.0, -2.0], [1.0, 1.0]])
+    with pytest.raises(DataError, match="non-negative"):
+        ItemKNN(weighting="bm25", values="weight").fit(ds)
+    assert ItemKNN(values="weight").fit(ds).is_fitted  # without weighting, negative weights are allowed

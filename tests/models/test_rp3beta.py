@@ -116,3 +116,10 @@ def test_unfitted_model_raises():
 def test_bad_hyper_parameters_raise_config_error_at_fit(params):
     with pytest.raises(ConfigError):
         RP3beta(**params).fit(planted())
+
+
+def test_negative_weights_are_rejected():
+    frame = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"], "timestamp": [1, 2, 3],
+                          "weight": [1.0, -1.0, 2.0]})
+    with pytest.raises(DataError, match="non-negative"):
+        RP3beta(values="weight").fit(Dataset.from_events(frame))

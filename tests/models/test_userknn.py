@@ -48,7 +48,7 @@ def test_planted_clusters_rank_own_cluster_first_for_a_new_user(params):
 def test_cosine_neighbours_and_scores_match_hand_values():
     model = UserKNN(shrink=0.0).fit(dataset_from_rows(TINY))
     r6 = math.sqrt(6)
-    np.testing.assert_allclose(model.neighbours(QUERY).toarray(), [[1.0, 0.5, 2 / r6]], rtol=1e-6)
+    np.testing.assert_allclose(model.nearest_users(QUERY).toarray(), [[1.0, 0.5, 2 / r6]], rtol=1e-6)
     # score = 1 * u0 + 0.5 * u1 + (2 / sqrt 6) * u2
     np.testing.assert_allclose(model.score(QUERY), [[1.5 + 2 / r6, 1 + 2 / r6, 0.5 + 2 / r6]], rtol=1e-6)
     only_best = UserKNN(shrink=0.0, neighbors=1).fit(dataset_from_rows(TINY))
@@ -57,9 +57,9 @@ def test_cosine_neighbours_and_scores_match_hand_values():
 
 def test_jaccard_and_shrink_match_hand_values():
     ds = dataset_from_rows(TINY)
-    jac = UserKNN(similarity="jaccard", shrink=0.0).fit(ds).neighbours(QUERY).toarray()
+    jac = UserKNN(similarity="jaccard", shrink=0.0).fit(ds).nearest_users(QUERY).toarray()
     np.testing.assert_allclose(jac, [[1.0, 1 / 3, 2 / 3]], rtol=1e-6)
-    shrunk = UserKNN(shrink=1.0).fit(ds).neighbours(QUERY).toarray()
+    shrunk = UserKNN(shrink=1.0).fit(ds).nearest_users(QUERY).toarray()
     np.testing.assert_allclose(shrunk, [[2 / 3, 1 / 3, 2 / (math.sqrt(6) + 1)]], rtol=1e-6)
 
 
@@ -67,7 +67,7 @@ def test_bm25_uses_training_idf_for_the_query():
     model = UserKNN(weighting="bm25", shrink=0.0).fit(dataset_from_rows(TINY))
     a, c = math.log(1.6), math.log(8 / 7)  # item df = 3, 2, 2 among N = 3 users: idf c, a, a
     np.testing.assert_allclose(model.idf_, [c, a, a])
-    sims = model.neighbours(QUERY).toarray()[0]
+    sims = model.nearest_users(QUERY).toarray()[0]
     # The query has u0's support, so they are parallel; with u1 they share item 0 only (tf factors cancel).
     np.testing.assert_allclose(sims[:2], [1.0, c * c / (c * c + a * a)], rtol=1e-6)
 
@@ -75,15 +75,15 @@ def test_bm25_uses_training_idf_for_the_query():
 def test_pearson_correlates_over_all_items():
     # Over 4 items: u0 = (1,0,1,0), query = (1,1,1,0) -> 0.5 / sqrt(0.75); u1 = (0,0,0,1): negative, dropped.
     model = UserKNN(similarity="pearson", shrink=0.0).fit(dataset_from_rows([[0, 2], [3]]))
-    sims = model.neighbours(Histories.from_lists([[0, 1, 2]], 4)).toarray()
+    sims = model.nearest_users(Histories.from_lists([[0, 1, 2]], 4)).toarray()
     np.testing.assert_allclose(sims, [[0.5 / math.sqrt(0.75), 0.0]], rtol=1e-6)
 
 
 def test_known_users_are_not_their_own_neighbour():
     ds = dataset_from_rows(TINY)
     model = UserKNN(shrink=0.0).fit(ds)
-    known = model.neighbours(ds.histories(np.array([0]))).toarray()
-    anonymous = model.neighbours(ds.histories(np.array([0])).with_users(None)).toarray()
+    known = model.nearest_users(ds.histories(np.array([0]))).toarray()
+    anonymous = model.nearest_users(ds.histories(np.array([0])).with_users(None)).toarray()
     assert known[0, 0] == 0 and anonymous[0, 0] == pytest.approx(1.0)
     np.testing.assert_allclose(known[0, 1:], anonymous[0, 1:])
 

@@ -36,8 +36,8 @@ def load_ncf(
     when the ids are numbers, so NCF's 0-based ids equal internal indices). candidates holds each test user's
     test item and its negatives. A negative equal to the user's test item (86 lines of the released Last.fm
     file) is kept as one candidate, as NCF's own evaluation code does (it scores a dict keyed by item), and
-    info counts those lines; test_in_negatives="raise" makes it a DataError instead. info also counts negatives that are train items of
-    the user (they stay: that is how the files were sampled).
+    info counts those lines; test_in_negatives="raise" makes it a DataError instead. info also counts
+    negatives that are train items of the user (they stay, and are ranked: that is how the files were sampled).
     """
     if weights not in ("binary", "count"):
         raise ConfigError(f"weights must be 'binary' or 'count', got {weights!r}")

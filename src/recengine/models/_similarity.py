@@ -72,6 +72,9 @@ def apply_weighting(
     docs = sp.csr_matrix(docs, dtype=np.float64, copy=True)
     if weighting == "none":
         return docs
+    if docs.nnz and docs.data.min() < 0:
+        raise DataError(f"{weighting} weighting needs non-negative interaction weights; use weighting='none' "
+                        "or values='binary'")
     terms = docs.indices
     if weighting == "tfidf":
         docs.data *= weights.idf[terms]
@@ -225,10 +228,16 @@ class ItemItemModel(Recommender):
 
     _neighbours_along: ClassVar[str] = "column"
     values: str
+    history_half_life: float
+
+    def _history_matrix(self, histories: Histories) -> sp.csr_matrix:
+        """The histories as model input; with history_half_life > 0 recent items weigh more (the latest
+        counts 1, the one history_half_life interactions earlier 1/2), which follows a drifting taste."""
+        return histories.matrix(self.values, half_life=self.history_half_life)
 
     def score(self, histories: Histories) -> np.ndarray:
         self._check_fitted(histories)
-        out = histories.matrix(self.values) @ self.item_weights_
+        out = self._history_matrix(histories) @ self.item_weights_
         out = out.toarray() if sp.issparse(out) else np.asarray(out)
         return out.astype(np.float32, copy=False)
 
@@ -271,7 +280,7 @@ class ItemItemModel(Recommender):
         if len(history) != 1:
             raise DataError(f"explain takes one history, got {len(history)}")
         item = int(self._check_items(np.array([item]))[0])
-        row = history.matrix(self.values)
+        row = self._history_matrix(history)
         hist_items, hist_weights = row.indices, row.data.astype(np.float64)
         weights = self.item_weights_
         column = weights[hist_items][:, [item]]

@@ -38,14 +38,29 @@ def _mirror_lower(a):  # pragma: no cover - compiled
                     a[j, i] = a[i, j]
 
 
+@numba.njit(parallel=True, cache=True)
+def _gram_rows(t_indptr, t_indices, t_data, indptr, indices, data, out):  # pragma: no cover - compiled
+    """out[i] = sum over the users u of item i of x_ui * x_u (X^T in CSR: t_*, X in CSR: the rest)."""
+    for i in numba.prange(out.shape[0]):
+        row = out[i]
+        for p in range(t_indptr[i], t_indptr[i + 1]):
+            u = t_indices[p]
+            w = t_data[p]
+            for q in range(indptr[u], indptr[u + 1]):
+                row[indices[q]] += w * data[q]
+
+
 def gram(user_items: sp.csr_matrix, dtype: type) -> np.ndarray:
-    """Dense X^T X, built from sparse products of row blocks of X^T so only the result is dense."""
-    item_users = user_items.T.tocsr()
-    n = user_items.shape[1]
-    out = np.empty((n, n), dtype=dtype)
-    step = max(1, BLOCK_FLOATS // max(1, n))
-    for start in range(0, n, step):
-        out[start:start + step] = (item_users[start:start + step] @ user_items).toarray()
+    """Dense X^T X from the sparse X: a sparse product that writes straight into the dense result.
+
+    Each row of the result is owned by one thread, so the product runs in parallel without locks and
+    without the intermediate sparse result (which can be as large as the dense one).
+    """
+    x = sp.csr_matrix(user_items, dtype=dtype)
+    x.sum_duplicates()
+    xt = x.T.tocsr()
+    out = np.zeros((x.shape[1], x.shape[1]), dtype=dtype)
+    _gram_rows(xt.indptr, xt.indices, xt.data, x.indptr, x.indices, x.data, out)
     return out
 
 
@@ -105,15 +120,17 @@ class EASE(ItemItemModel):
         "prune_threshold": Interval(float, 0),
         "dtype": Options(("float32", "float64")),
         "values": Options(("binary", "weight")),
+        "history_half_life": Interval(float, 0),
     }
-    search_space = {"l2": ("log", 1.0, 10000.0)}
+    search_space = {"l2": ("log", 1.0, 10000.0), "history_half_life": ("cat", [0.0, 2.0, 5.0, 10.0, 20.0, 50.0])}
 
     def __init__(self, l2: float = 200.0, prune_threshold: float = 0.0, dtype: str = "float32",
-                 values: str = "binary"):
+                 values: str = "binary", history_half_life: float = 0.0):
         self.l2 = l2
         self.prune_threshold = prune_threshold
         self.dtype = dtype
         self.values = values
+        self.history_half_life = history_half_life
 
     def fit(self, dataset: Dataset) -> Self:
         self._validate_params()

@@ -48,6 +48,7 @@ class ItemKNN(ItemItemModel):
         "asymmetric_alpha": Interval(float, 0, 1),
         "normalize": Options((False, True)),
         "values": Options(("binary", "weight")),
+        "history_half_life": Interval(float, 0),
     }
     search_space = {
         "similarity": ("cat", ["cosine", "asymmetric", "jaccard", "pearson"]),
@@ -56,6 +57,7 @@ class ItemKNN(ItemItemModel):
         "weighting": ("cat", ["none", "tfidf", "bm25"]),
         "asymmetric_alpha": ("float", 0.0, 1.0),
         "normalize": ("cat", [False, True]),
+        "history_half_life": ("cat", [0.0, 2.0, 5.0, 10.0, 20.0, 50.0]),
     }
 
     def __init__(
@@ -69,7 +71,8 @@ class ItemKNN(ItemItemModel):
         asymmetric_alpha: float = 0.5,
         normalize: bool = False,
         values: str = "binary",
-    ):
+    history_half_life: float = 0.0,
+):
         self.similarity = similarity
         self.neighbors = neighbors
         self.shrink = shrink
@@ -79,6 +82,7 @@ class ItemKNN(ItemItemModel):
         self.asymmetric_alpha = asymmetric_alpha
         self.normalize = normalize
         self.values = values
+        self.history_half_life = history_half_life
 
     def fit(self, dataset: Dataset) -> Self:
         self._validate_params()

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recengine.data.dataset import Dataset
+from recengine.errors import DataError
 from recengine.models._similarity import (
     BLOCK_FLOATS,
     ItemItemModel,
@@ -36,12 +37,14 @@ class RP3beta(ItemItemModel):
         "neighbors": Interval(int, 1),
         "normalize": Options((False, True)),
         "values": Options(("binary", "weight")),
+        "history_half_life": Interval(float, 0),
     }
     search_space = {
         "alpha": ("float", 0.1, 2.0),
         "beta": ("float", 0.0, 1.0),
         "neighbors": ("int", 5, 1000),
         "normalize": ("cat", [False, True]),
+        "history_half_life": ("cat", [0.0, 2.0, 5.0, 10.0, 20.0, 50.0]),
     }
 
     def __init__(
@@ -51,17 +54,22 @@ class RP3beta(ItemItemModel):
         neighbors: int = 100,
         normalize: bool = True,
         values: str = "binary",
-    ):
+    history_half_life: float = 0.0,
+):
         self.alpha = alpha
         self.beta = beta
         self.neighbors = neighbors
         self.normalize = normalize
         self.values = values
+        self.history_half_life = history_half_life
 
     def fit(self, dataset: Dataset) -> Self:
         self._validate_params()
         self._check_dataset(dataset)
         user_items = sp.csr_matrix(dataset.matrix(self.values), dtype=np.float64)
+        if user_items.nnz and user_items.data.min() < 0:
+            raise DataError("rp3beta walks with probabilities proportional to the weights, which must be "
+                            "non-negative; use values='binary'")
         p_ui = normalize_rows(user_items)
         p_iu = normalize_rows(user_items.T.tocsr())
         if self.alpha != 1:

@@ -88,7 +88,7 @@ class UserKNN(Recommender):
         self.n_items_ = dataset.n_items
         return self
 
-    def neighbours(self, histories: Histories) -> sp.csr_matrix:
+    def nearest_users(self, histories: Histories) -> sp.csr_matrix:
         """(len(histories), n_training_users) CSR of each history's kept neighbours and their similarities."""
         self._check_fitted(histories)
         query = histories.matrix(self.values)
@@ -110,5 +110,5 @@ class UserKNN(Recommender):
         step = max(1, BLOCK_FLOATS // max(1, self.user_items_.shape[0]))
         for start in range(0, len(histories), step):
             stop = min(start + step, len(histories))
-            out[start:stop] = (self.neighbours(histories[start:stop]) @ self.user_items_).toarray()
+            out[start:stop] = (self.nearest_users(histories[start:stop]) @ self.user_items_).toarray()
         return out
