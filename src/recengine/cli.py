@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
+from recengine.console import err as console
+from recengine.console import leaderboard_view, out, print_frame
 from recengine.errors import ConfigError, RecengineError
-
-# Wide enough for a leaderboard when the output is a file or a pipe rather than a terminal.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-out = Console(width=None if sys.stdout.isatty() else 160)
 
 #: Models `evaluate` and `--model auto` consider by default.
 DEFAULT_CANDIDATES = ("popular", "itemknn", "rp3beta", "ease", "ials")
@@ -86,25 +82,6 @@ def load_input(args: argparse.Namespace):
     raise ConfigError("give the data with --dataset SOURCE or --events FILE")
 
 
-def print_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:.4f}") -> None:
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column), justify="right" if frame[column].dtype.kind in "fiu" else "left")
-    for _, row in frame.iterrows():
-        table.add_row(*[floats.format(v) if isinstance(v, float) else str(v) for v in row])
-    out.print(table)
-
-
-def summary(board: pd.DataFrame, ks: Sequence[int]) -> pd.DataFrame:
-    """The leaderboard columns a person reads first: accuracy at each K, coverage, novelty, timings."""
-    wanted = ["label", "users"]
-    for k in ks:
-        wanted += [f"ndcg@{k}", f"recall@{k}"]
-    wanted += [f"map@{ks[0]}", f"hr@{ks[0]}", f"mrr@{ks[0]}", f"coverage@{ks[-1]}", "rmse", "mae",
-               "fit_seconds", "predict_seconds"]
-    return board[[c for c in wanted if c in board.columns]]
-
-
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_fit(args: argparse.Namespace) -> None:
     from recengine.data.splits import split as make_split
@@ -122,7 +99,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         console.print(f"auto: comparing {', '.join(candidates)} on a {args.protocol} validation split of the "
                       f"training data by {args.metric}")
         name, table = select_model(candidates, validation, metric=args.metric)
-        print_table(table, title=f"--model auto: validation {args.metric}")
+        print_frame(table, title=f"--model auto: validation {args.metric}")
         console.print(f"auto: picked [bold]{name}[/] (highest validation {args.metric})")
     params = parse_params(args.param, name)
     with console.status(f"fitting {name} on {dataset.n_interactions:,} interactions"):
@@ -198,8 +175,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         with console.status(f"fitting and evaluating {model!r}"):
             reports.append(fit_and_evaluate(model, split, ks=ks))
     metric = args.metric or (f"ndcg@{20 if 20 in ks else ks[-1]}")
-    board = leaderboard(reports, sort_by=metric)
-    print_table(summary(board, ks), title=f"{split.train.name} · {split.protocol} · sorted by {metric}")
+    board = leaderboard(reports, sort_by=metric, intervals=True)
+    print_frame(leaderboard_view(board, ks), title=f"{split.train.name} · {split.protocol} · sorted by {metric}")
     if args.out:
         payload = {"config": {"protocol": split.protocol, "models": {n: params[n] for n in names},
                               "seed": args.seed, "k": list(ks), "split": split.info},
@@ -237,7 +214,7 @@ def cmd_models(args: argparse.Namespace) -> None:
     rows = [{"model": name, "feedback": cls.feedback, "class": cls.__name__,
              "defaults": ", ".join(f"{k}={v}" for k, v in cls().get_params().items())}
             for name, cls in available_models().items()]
-    print_table(pd.DataFrame(rows), title="models")
+    print_frame(pd.DataFrame(rows), title="models")
 
 
 def cmd_info(args: argparse.Namespace) -> None:

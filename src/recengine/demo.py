@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
+from recengine.console import leaderboard_view, print_frame
+from recengine.console import out as console
 from recengine.data.movielens import bundled_movielens
 from recengine.data.splits import split as make_split
 from recengine.evaluation import fit_and_evaluate, leaderboard
@@ -16,8 +16,6 @@ from recengine.models.registry import create_model
 from recengine.trained import TrainedModel
 
 DEMO_MODELS = ("popular", "itemknn", "rp3beta", "ease", "ials", "bpr")
-
-console = Console()
 
 
 def run_demo(users: int = 3, random_state: int = 42) -> None:
@@ -31,9 +29,10 @@ def run_demo(users: int = 3, random_state: int = 42) -> None:
     reports = []
     for name in DEMO_MODELS:
         with console.status(f"fitting and evaluating {name}"):
-            reports.append(fit_and_evaluate(create_model(name), split, ks=(10, 20)))
-    board = leaderboard(reports, metric="ndcg@20")
-    _print_frame(board, "Leaderboard (temporal-user, sorted by NDCG@20; ± is the 95% interval half-width)")
+            reports.append(fit_and_evaluate(create_model(name), split, ks=(20,)))
+    board = leaderboard(reports, sort_by="ndcg@20", intervals=True)
+    print_frame(leaderboard_view(board, (20,)),
+                "Leaderboard (temporal-user, sorted by NDCG@20; ± is the 95% interval half-width)", console)
 
     best = str(board.iloc[0]["model"])
     with console.status(f"refitting {best} on all ratings"):
@@ -62,12 +61,3 @@ def _because(trained: TrainedModel, user: str, item: str) -> str:
     except NotImplementedError:
         return ""
     return trained.titles([reasons[0]["item"]])[0] if reasons else ""
-
-
-def _print_frame(frame: pd.DataFrame, title: str) -> None:
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for _, row in frame.iterrows():
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(table)

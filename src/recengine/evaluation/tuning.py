@@ -76,6 +76,7 @@ def tune(
         raise ConfigError(f"{model_name} declares no search space to tune")
     fixed = dict(fixed_params or {})
     direction = "minimize" if metric in _MINIMIZE else "maximize"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=random_state)
     study = optuna.create_study(direction=direction, sampler=sampler)
     # Start from the shipped defaults, so tuning can only report something at least as good.
@@ -86,7 +87,6 @@ def tune(
         report = fit_and_evaluate(create_model(model_name, **params), split)
         return metric_value(report, metric)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=False)
     trials = study.trials_dataframe(attrs=("number", "value", "params", "duration"))
