@@ -131,4 +131,4 @@ def test_movielens_100k_u1_rmse():
     model = BiasedMF().fit(train)
     scores = model.score(train.histories())
     error = np.sqrt(np.mean((scores[users.index(test.user), items.index(test.item)] - test.rating) ** 2))
-    assert error < 0.925  # tuned defaults (validation carved from u1.base); Surprise's SVD defaults: ~0.95
+    assert error < 0.92  # 0.915 with the tuned defaults (validation carved from u1.base); Surprise-like: 0.94

@@ -27,14 +27,15 @@ def block_data(n_users: int = 60, n_items: int = 40, density: float = 0.6, held_
 
 def fitted(**params) -> tuple[ImplicitALS, Dataset]:
     ds, _, _ = block_data()
-    defaults = {"factors": 4, "iterations": 10, "regularization": 1.0, "alpha": 10.0}
+    defaults = {"factors": 4, "iterations": 10, "regularization": 1.0, "alpha": 10.0, "reg_exponent": 0.0}
     return ImplicitALS(**{**defaults, **params}).fit(ds), ds
 
 
 @pytest.mark.parametrize("solver", ["cg", "cholesky"])
 def test_held_out_block_items_outrank_every_off_block_item(solver):
     ds, hidden, in_block = block_data()
-    model = ImplicitALS(factors=4, iterations=10, regularization=10.0, alpha=10.0, solver=solver).fit(ds)
+    model = ImplicitALS(factors=4, iterations=10, regularization=10.0, alpha=10.0, reg_exponent=0.0,
+                        solver=solver).fit(ds)
     scores = model.score(ds.histories())
     worst_hidden = np.where(hidden, scores, np.inf).min(axis=1)
     best_off_block = np.where(~in_block, scores, -np.inf).max(axis=1)
@@ -92,7 +93,7 @@ def test_similar_items_stay_in_their_block():
 
 def test_cg_converges_to_cholesky_and_streaming_equals_gathering():
     ds, _, _ = block_data(n_users=80, n_items=30)
-    model = ImplicitALS(alpha=2.0)
+    model = ImplicitALS()
     rows = _transpose(model._confidence_matrix(ds.matrix()))  # items x users
     rng = np.random.default_rng(1)
     X = rng.standard_normal((ds.n_users, 6)).astype(np.float32)

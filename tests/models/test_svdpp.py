@@ -131,4 +131,4 @@ def test_movielens_100k_u1_rmse():
     train = Dataset.from_events(base, users=users, items=items)
     scores = SVDpp().fit(train).score(train.histories())
     error = np.sqrt(np.mean((scores[users.index(test.user), items.index(test.item)] - test.rating) ** 2))
-    assert error < 0.92  # tuned defaults (validation carved from u1.base)
+    assert error < 0.91  # 0.904 with the tuned defaults (validation carved from u1.base)

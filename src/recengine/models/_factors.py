@@ -4,7 +4,8 @@
 * per-row regularized least-squares solves (Cholesky), used for fold-in and by exact ALS;
 * item-item cosine similarity of item factors;
 * a prefetch hint for kernels that gather factor rows from memory, and cost-balanced work chunks;
-* a small counter-based random generator for numba kernels, so that every kernel is seeded and reproducible.
+* a small splittable random generator for numba kernels, so that every kernel is seeded and reproducible;
+* rating-model helpers: the rating matrix of histories and the ridge fold-in of unknown users.
 """
 
 from __future__ import annotations
@@ -208,13 +209,6 @@ def rng_below(state, n):  # pragma: no cover - compiled
     """(new state, a uniform integer in [0, n))."""
     state, z = rng_next(state)
     return state, np.int64((z >> np.uint64(11)) % np.uint64(n))
-
-
-@numba.njit(inline="always", cache=True)
-def rng_uniform(state):  # pragma: no cover - compiled
-    """(new state, a uniform float in [0, 1))."""
-    state, z = rng_next(state)
-    return state, np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
 def seeds(random_state: int, n: int, salt: int = 0) -> np.ndarray:

@@ -24,6 +24,9 @@ class BiasedMF(Recommender):
     its user's and item's biases and factors along the error gradient with L2 shrinkage; the learning rate is
     multiplied by lr_decay after every epoch. Unknown users are folded in by ridge regression of their
     ratings minus mu + b_i on the item factors (with their own bias), penalised like SGD's L2.
+
+    Defaults were tuned on a random 10% of MovieLens-100K u1.base (RMSE 0.907 there, 0.915 on u1.test): many
+    factors from a small initialisation with a fast-decaying learning rate, which stops learning by itself.
     """
 
     name = "biased-mf"
@@ -40,24 +43,25 @@ class BiasedMF(Recommender):
         "random_state": Interval(int, 0),
     }
     search_space = {
-        "factors": ("cat", [10, 20, 50, 100, 200]),
-        "epochs": ("int", 10, 200),
-        "learning_rate": ("log", 1e-3, 0.05),
-        "regularization": ("log", 1e-3, 0.5),
-        "bias_regularization": ("log", 1e-3, 0.5),
-        "lr_decay": ("float", 0.9, 1.0),
+        "factors": ("cat", [50, 100, 200, 300, 500]),
+        "init_std": ("log", 1e-3, 0.1),
+        "learning_rate": ("log", 3e-3, 0.05),
+        "regularization": ("log", 3e-3, 0.3),
+        "bias_learning_rate": ("log", 1e-3, 0.05),
+        "bias_regularization": ("log", 1e-3, 0.3),
+        "lr_decay": ("float", 0.85, 1.0),
     }
 
     def __init__(
         self,
-        factors: int = 100,
+        factors: int = 300,
         epochs: int = 60,
-        learning_rate: float = 0.01,
-        regularization: float = 0.08,
-        bias_learning_rate: float = 0.01,
-        bias_regularization: float = 0.02,
-        lr_decay: float = 0.96,
-        init_std: float = 0.1,
+        learning_rate: float = 0.025,
+        regularization: float = 0.04,
+        bias_learning_rate: float = 0.015,
+        bias_regularization: float = 0.03,
+        lr_decay: float = 0.9,
+        init_std: float = 0.013,
         random_state: int = 42,
     ):
         self.factors = factors

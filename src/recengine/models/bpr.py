@@ -37,6 +37,9 @@ class BPR(Recommender):
     threads: faster, but the result then depends on thread timing; n_jobs = 1 is reproducible under a seed.
     Unknown users are folded in by the same SGD on their user vector alone (item factors fixed), run for
     `epochs` draws per history item.
+
+    Defaults tuned by NDCG@20 on a temporal-user validation split of MovieLens latest-small; large data needs
+    fewer epochs (each epoch draws one triple per interaction).
     """
 
     name = "bpr"
@@ -55,16 +58,16 @@ class BPR(Recommender):
         "factors": ("cat", [32, 64, 128, 256]),
         "learning_rate": ("log", 1e-3, 0.3),
         "regularization": ("log", 1e-5, 0.1),
-        "epochs": ("int", 10, 300),
+        "epochs": ("int", 10, 600),
     }
 
     def __init__(
         self,
         factors: int = 64,
         learning_rate: float = 0.05,
-        regularization: float = 0.001,
-        bias_regularization: float = 0.001,
-        epochs: int = 100,
+        regularization: float = 0.01,
+        bias_regularization: float = 0.01,
+        epochs: int = 300,
         item_bias: bool = True,
         init_std: float = 0.1,
         n_jobs: int = 1,

@@ -46,6 +46,9 @@ class ImplicitALS(Recommender):
 
     solver: "cg" (`cg_steps` conjugate-gradient steps per half-iteration, warm-started) or "cholesky" (exact).
     Unknown users are folded in by one exact least-squares solve against the item factors.
+
+    Defaults: frequency-scaled regularization, which carries over between data sizes; tuned by NDCG@20 on a
+    temporal-user validation split of MovieLens latest-small and checked on MovieLens-100K.
     """
 
     name = "ials"
@@ -64,8 +67,8 @@ class ImplicitALS(Recommender):
     }
     search_space = {
         "factors": ("cat", [32, 64, 128, 256]),
-        "regularization": ("log", 1e-3, 1e3),
-        "alpha": ("log", 0.1, 100.0),
+        "regularization": ("log", 1e-4, 0.1),
+        "alpha": ("log", 0.1, 50.0),
         "confidence": ("cat", ["linear", "log"]),
         "iterations": ("int", 5, 30),
     }
@@ -73,11 +76,11 @@ class ImplicitALS(Recommender):
     def __init__(
         self,
         factors: int = 64,
-        regularization: float = 10.0,
-        alpha: float = 5.0,
+        regularization: float = 0.01,
+        alpha: float = 2.0,
         confidence: str = "linear",
         epsilon: float = 1.0,
-        reg_exponent: float = 0.0,
+        reg_exponent: float = 1.0,
         iterations: int = 15,
         solver: str = "cg",
         cg_steps: int = 3,

@@ -27,6 +27,8 @@ class SVDpp(Recommender):
     a running z_u and a decayed gradient sum, so an epoch costs O(nnz * k) rather than O(sum |N(u)|^2 * k).
     The learning rates are multiplied by lr_decay after every epoch. Scoring computes z from the given history,
     so new items in a known user's history count at once; unknown users get p_u and b_u by ridge regression.
+
+    Defaults were tuned on a random 10% of MovieLens-100K u1.base (RMSE 0.897 there, 0.904 on u1.test).
     """
 
     name = "svdpp"
@@ -45,28 +47,29 @@ class SVDpp(Recommender):
         "random_state": Interval(int, 0),
     }
     search_space = {
-        "factors": ("cat", [10, 20, 50, 100, 200]),
-        "epochs": ("int", 10, 200),
-        "learning_rate": ("log", 1e-3, 0.05),
-        "regularization": ("log", 1e-3, 0.5),
-        "implicit_learning_rate": ("log", 1e-4, 0.05),
-        "implicit_regularization": ("log", 1e-3, 1.0),
-        "bias_regularization": ("log", 1e-3, 0.5),
-        "lr_decay": ("float", 0.9, 1.0),
+        "factors": ("cat", [50, 100, 200, 300, 500]),
+        "init_std": ("log", 1e-3, 0.1),
+        "learning_rate": ("log", 3e-3, 0.03),
+        "regularization": ("log", 3e-3, 0.3),
+        "implicit_learning_rate": ("log", 1e-3, 0.03),
+        "implicit_regularization": ("log", 1e-3, 0.3),
+        "bias_learning_rate": ("log", 1e-3, 0.03),
+        "bias_regularization": ("log", 1e-3, 0.3),
+        "lr_decay": ("float", 0.85, 1.0),
     }
 
     def __init__(
         self,
-        factors: int = 100,
+        factors: int = 300,
         epochs: int = 60,
-        learning_rate: float = 0.007,
-        regularization: float = 0.08,
-        implicit_learning_rate: float = 0.007,
-        implicit_regularization: float = 0.08,
-        bias_learning_rate: float = 0.007,
-        bias_regularization: float = 0.02,
-        lr_decay: float = 0.96,
-        init_std: float = 0.1,
+        learning_rate: float = 0.011,
+        regularization: float = 0.025,
+        implicit_learning_rate: float = 0.02,
+        implicit_regularization: float = 0.006,
+        bias_learning_rate: float = 0.005,
+        bias_regularization: float = 0.003,
+        lr_decay: float = 0.933,
+        init_std: float = 0.015,
         random_state: int = 42,
     ):
         self.factors = factors
