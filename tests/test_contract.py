@@ -7,7 +7,7 @@ from recengine.testing import check_recommender
 
 #: Small, fast settings for the contract data; everything else keeps the shipped defaults.
 FAST = {
-    "ials": {"factors": 8, "iterations": 5},
+    "ials": {"factors": 8, "iterations": 10},
     "bpr": {"factors": 8},
     "biased-mf": {"factors": 8},
     "svdpp": {"factors": 8},

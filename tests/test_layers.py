@@ -6,13 +6,15 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "recengine"
 
 #: layer → the recengine layers it may import (besides itself).
+CORE = {"errors", "artifacts"}
 ALLOWED = {
     "errors": set(),
-    "data": {"errors"},
-    "models": {"errors", "data"},
-    "evaluation": {"errors", "data", "models"},
-    "testing": {"errors", "data", "models"},
-    "trained": {"errors", "data", "models"},
+    "artifacts": {"errors"},
+    "data": CORE,
+    "models": CORE | {"data"},
+    "evaluation": CORE | {"data", "models"},
+    "testing": CORE | {"data", "models"},
+    "trained": CORE | {"data", "models"},
 }
 
 

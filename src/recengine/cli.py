@@ -21,6 +21,17 @@ DEFAULT_CANDIDATES = ("popular", "itemknn", "rp3beta", "ease", "ials")
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+def cutoffs(text: str) -> tuple[int, ...]:
+    """--k 10,20,100 → (10, 20, 100)."""
+    try:
+        ks = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by commas, e.g. 10,20")
+    return ks
+
+
 def parse_params(pairs: Sequence[str], model_name: str) -> dict[str, Any]:
     """key=value strings into typed hyper-parameters (types follow the model's defaults)."""
     from recengine.models.registry import get_model_class
@@ -82,14 +93,30 @@ def load_input(args: argparse.Namespace):
     raise ConfigError("give the data with --dataset SOURCE or --events FILE")
 
 
+def as_split(data, protocol: str | None, seed: int):
+    """The data split by `protocol` (default temporal-user), or the source's own split as it is."""
+    from recengine.data.split import Split
+    from recengine.data.splits import split
+
+    if isinstance(data, Split):
+        if protocol and protocol != data.protocol:
+            console.print(f"note: this source is already a {data.protocol} split; --protocol {protocol} is ignored")
+        return data
+    return split(data, protocol or "temporal-user", random_state=seed)
+
+
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_fit(args: argparse.Namespace) -> None:
+    from recengine.data.split import Split
     from recengine.data.splits import split as make_split
     from recengine.evaluation.tuning import select_model
     from recengine.models.registry import create_model
     from recengine.trained import TrainedModel
 
     dataset = load_input(args)
+    if isinstance(dataset, Split):
+        raise ConfigError(f"--dataset {args.dataset} is an evaluation split (train + test); fit on a dataset "
+                          f"(bundled, movielens:DIR, sequences:DIR) or an --events file")
     name = args.model
     if name == "auto":
         if args.param:
@@ -157,16 +184,14 @@ def _write(frame: pd.DataFrame, path: str | None) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from recengine.data.split import Split
-    from recengine.data.splits import split as make_split
     from recengine.evaluation import fit_and_evaluate, leaderboard
     from recengine.models.registry import create_model
 
     data = load_input(args)
     names = args.models.split(",") if args.models else list(DEFAULT_CANDIDATES)
     params = model_params(args.param, names)
-    split = data if isinstance(data, Split) else make_split(data, args.protocol, random_state=args.seed)
-    ks = tuple(int(k) for k in args.k.split(","))
+    split = as_split(data, args.protocol, args.seed)
+    ks = args.k
     console.print(f"{split.protocol}: {split.train.n_interactions:,} train interactions, "
                   f"{split.n_users:,} evaluated users")
     reports = []
@@ -186,13 +211,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    from recengine.data.split import Split
-    from recengine.data.splits import split as make_split
     from recengine.data.splits import validation_split
     from recengine.evaluation.tuning import tune
 
     data = load_input(args)
-    split = data if isinstance(data, Split) else make_split(data, args.protocol, random_state=args.seed)
+    split = as_split(data, args.protocol, args.seed)
     validation = validation_split(split, random_state=args.seed)
     console.print(f"tuning {args.model} on a validation split carved from the training data "
                   f"({validation.n_users:,} users), {args.trials} trials"
@@ -237,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dataset", help="a known source: bundled, movielens:DIR, grouplens:DIR:u1, "
-                                         "sequences:FILE, ncf:PREFIX")
+                                         "sequences:DIR, ncf:PREFIX")
         p.add_argument("--events", help="events file (CSV/TSV/Parquet/JSON lines) with a header")
         p.add_argument("--columns", help="column mapping, e.g. user=userId,item=movieId,timestamp=ts")
         p.add_argument("--items", help="item metadata file (id, title, categories, ...)")
@@ -270,10 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="fit models on a split and print a leaderboard")
     data_options(p)
-    p.add_argument("--protocol", default="temporal-user")
+    p.add_argument("--protocol", help="temporal-user (default), loo, strong, global-temporal, ratings")
     p.add_argument("--models", help=f"comma-separated (default {','.join(DEFAULT_CANDIDATES)})")
     p.add_argument("--param", action="append", default=[], help="model.key=value (repeatable)")
-    p.add_argument("--k", default="10,20,100", help="cut-offs, comma-separated")
+    p.add_argument("--k", type=cutoffs, default=(10, 20, 100), help="cut-offs, comma-separated (10,20,100)")
     p.add_argument("--metric", help="leaderboard order (default ndcg@20, or ndcg at the largest K)")
     p.add_argument("--out", help="JSON report to write")
     p.set_defaults(run=cmd_evaluate)
@@ -281,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="tune a model's hyper-parameters on a validation split")
     p.add_argument("model")
     data_options(p)
-    p.add_argument("--protocol", default="temporal-user")
+    p.add_argument("--protocol", help="temporal-user (default), loo, strong, global-temporal, ratings")
     p.add_argument("--metric", default="ndcg@20")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--budget", type=float, help="time budget in seconds")
@@ -308,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
     except RecengineError as error:
         console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as error:  # an output path that cannot be written, a disk that is full
+        console.print(f"[red]error:[/] {error.filename or ''}: {error.strerror or error}", highlight=False,
+                      soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -11,6 +11,7 @@ from recengine.console import leaderboard_view, print_frame
 from recengine.console import out as console
 from recengine.data.movielens import bundled_movielens
 from recengine.data.splits import split as make_split
+from recengine.errors import NotSupportedError
 from recengine.evaluation import fit_and_evaluate, leaderboard
 from recengine.models.registry import create_model
 from recengine.trained import TrainedModel
@@ -58,6 +59,6 @@ def run_demo(users: int = 3, random_state: int = 42) -> None:
 def _because(trained: TrainedModel, user: str, item: str) -> str:
     try:
         reasons = trained.explain(user, item, top=1)["because"]
-    except NotImplementedError:
+    except NotSupportedError:
         return ""
     return trained.titles([reasons[0]["item"]])[0] if reasons else ""

@@ -19,3 +19,7 @@ class NotFittedError(RecengineError, AttributeError):
 
 class ArtifactError(RecengineError):
     """A saved model or dataset directory is missing, incomplete or of an unknown format."""
+
+
+class NotSupportedError(RecengineError):
+    """The model does not offer this operation (e.g. item similarity or explanations)."""

@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 import recengine
+from recengine.artifacts import read_manifest
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.errors import ArtifactError, DataError
@@ -52,9 +53,18 @@ class TrainedModel:
 
     # ------------------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Write the bundle; the directory appears complete or not at all (written aside, then renamed)."""
+        """Write the bundle; the directory appears complete or not at all (written aside, then renamed).
+
+        An existing bundle at `path` is replaced; anything else there (a file, a directory with other
+        content) is an error, never deleted.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not (path.is_dir() and ((path / "bundle.json").is_file() or not any(path.iterdir()))):
+            raise ArtifactError(f"{path} exists and is not a model directory; choose another output path")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ArtifactError(f"cannot create {path.parent}: {error.strerror}") from error
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             self.model.save(staging / "model")
@@ -76,13 +86,8 @@ class TrainedModel:
     @classmethod
     def load(cls, path: str | Path) -> TrainedModel:
         path = Path(path)
-        manifest_file = path / "bundle.json"
-        if not manifest_file.is_file():
-            raise ArtifactError(f"{path} is not a model directory written by `recengine fit` (no bundle.json)")
-        info = json.loads(manifest_file.read_text())
-        if info.get("format") != _FORMAT or info.get("format_version") != _FORMAT_VERSION:
-            raise ArtifactError(f"{path}: unsupported bundle format {info.get('format')!r} "
-                                f"version {info.get('format_version')!r}")
+        info = read_manifest(path, "bundle.json", _FORMAT, _FORMAT_VERSION,
+                             "a model directory written by `recengine fit`")
         return cls(Recommender.load(path / "model"), Dataset.load(path / "data"),
                    Recommender.load(path / "fallback"), info)
 

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recengine.artifacts import load_arrays, read_manifest
 from recengine.data.histories import Histories
 from recengine.data.vocab import Vocabulary
-from recengine.errors import ArtifactError, DataError
+from recengine.errors import DataError
 
 #: Columns of the canonical event frame that Dataset.from_events reads.
 EVENT_COLUMNS = ("user", "item", "timestamp", "rating", "weight", "event")
@@ -69,6 +70,12 @@ class Dataset:
             if events[column].isna().any():
                 row = int(np.flatnonzero(events[column].isna().to_numpy())[0])
                 raise DataError(f"event frame: missing {column} in row {row}")
+        for column in ("weight", "rating"):
+            if column in events.columns:
+                values = pd.to_numeric(events[column], errors="coerce").to_numpy(np.float64)
+                if not np.isfinite(values).all():
+                    row = int(np.flatnonzero(~np.isfinite(values))[0])
+                    raise DataError(f"event frame: {column} in row {row} is not a finite number")
         users, u = _encode(events["user"], users)
         items, i = _encode(events["item"], items)
         ts = events["timestamp"].to_numpy()
@@ -193,15 +200,8 @@ class Dataset:
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
         path = Path(path)
-        meta_file = path / "dataset.json"
-        if not meta_file.is_file():
-            raise ArtifactError(f"{path} is not a saved dataset (no dataset.json)")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format") != _FORMAT or meta.get("format_version") != _FORMAT_VERSION:
-            raise ArtifactError(f"{path}: unsupported dataset format {meta.get('format')!r} "
-                                f"version {meta.get('format_version')!r}")
-        with np.load(path / "arrays.npz", allow_pickle=False) as a:
-            arrays = {k: a[k] for k in a.files}
+        meta = read_manifest(path, "dataset.json", _FORMAT, _FORMAT_VERSION, "a saved dataset")
+        arrays = load_arrays(path)
 
         def features(kind: str) -> pd.DataFrame | None:
             f = path / f"{kind}_features.parquet"

@@ -17,7 +17,7 @@ import lzma
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ class ReadResult:
 def read_events(
     path: str | Path,
     *,
-    columns: ColumnMapping | None = None,
+    columns: ColumnMapping | dict[str, str | None] | None = None,
     format: str | None = None,
     on_error: str = "raise",
     reject_path: str | Path | None = None,
@@ -101,7 +101,8 @@ def read_events(
 ) -> ReadResult:
     """Read an event file into the canonical frame (user, item, timestamp and optional rating, weight, event).
 
-    columns: source column per field; None = the canonical names (see ColumnMapping.infer).
+    columns: source column per field; None = the canonical names (see ColumnMapping.infer); a dict maps some
+    fields and leaves the rest to their canonical names.
     format: "csv", "tsv", "parquet" or "jsonl"; None = from the extension (compressed CSV/JSON work too).
     on_error: "raise" stops at the first bad row with a DataError naming file, line and problem; "reject"
     writes bad rows to reject_path (default: next to the input, ``<name>.rejected.csv``) and loads the rest.
@@ -116,8 +117,10 @@ def read_events(
         raise ConfigError(f"on_error must be 'raise' or 'reject', got {on_error!r}")
     fmt = _detect_format(path, format)
     raw, lines, blank, malformed = _read_raw(path, fmt, sep=sep, names=names, encoding=encoding)
-    if columns is None:
-        columns = ColumnMapping.infer(list(raw.columns))
+    if columns is None or isinstance(columns, dict):
+        # Fields not mapped explicitly are found by their canonical names, so a partial mapping never
+        # silently ignores a rating or event column.
+        columns = replace(ColumnMapping.infer(list(raw.columns)), **(columns or {}))
     if reject_path is None and on_error == "reject":
         reject_path = path.with_name(path.name + ".rejected.csv")
     return parse_events(
@@ -659,7 +662,7 @@ def load_dataset(
     *,
     items: str | Path | pd.DataFrame | None = None,
     users: str | Path | pd.DataFrame | None = None,
-    columns: ColumnMapping | None = None,
+    columns: ColumnMapping | dict[str, str | None] | None = None,
     format: str | None = None,
     on_error: str = "raise",
     reject_path: str | Path | None = None,

@@ -47,18 +47,16 @@ def load_source(spec: str) -> Dataset | Split:
 
 def load_events_file(path: str, *, columns: str | None = None, items: str | None = None,
                      reject_path: str | None = None) -> Dataset:
-    """An events file with an optional column mapping written as "user=userId,item=movieId,..."."""
+    """An events file with an optional column mapping written as "user=userId,item=movieId,..."; fields not
+    named there are read from columns with their canonical names (user, item, timestamp, rating, ...)."""
     from recengine.data.readers import ColumnMapping, load_dataset
 
-    mapping = None
-    if columns:
-        fields: dict[str, str | None] = {}
-        for pair in columns.split(","):
-            key, sep, value = pair.partition("=")
-            if not sep or key not in ColumnMapping.__dataclass_fields__:
-                raise ConfigError(f"--columns {pair!r}: write field=column with field one of "
-                                  f"{', '.join(ColumnMapping.__dataclass_fields__)}")
-            fields[key] = value or None
-        mapping = ColumnMapping(**fields)
-    return load_dataset(path, items=items, columns=mapping, on_error="reject" if reject_path else "raise",
+    fields: dict[str, str | None] = {}
+    for pair in columns.split(",") if columns else []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in ColumnMapping.__dataclass_fields__:
+            raise ConfigError(f"--columns {pair!r}: write field=column with field one of "
+                              f"{', '.join(ColumnMapping.__dataclass_fields__)}")
+        fields[key] = value or None
+    return load_dataset(path, items=items, columns=fields, on_error="reject" if reject_path else "raise",
                         reject_path=reject_path)

@@ -69,6 +69,15 @@ class Split:
             info["dropped_unseen_test_interactions"] = int((~mask).sum())
         if not mask.all():
             test = test.select(mask)
+        if exclude_seen:
+            # A test item the user already has in the query can never be ranked when seen items are
+            # excluded; counting it would only lower every model's recall alike.
+            known = train.matrix("binary") if query is None else None
+            if known is not None:
+                again = np.asarray(known[test.user_index, test.item_index]).ravel() > 0
+                info["dropped_seen_test_interactions"] = int(again.sum())
+                if again.any():
+                    test = test.select(~again)
         test_users = np.flatnonzero(np.diff(test.indptr) > 0)
         values = test.rating if test.rating is not None else np.ones(test.n_interactions, dtype=np.float32)
         full = sp.csr_matrix((values, test.item_index, test.indptr), shape=(test.n_users, test.n_items))

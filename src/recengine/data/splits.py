@@ -329,6 +329,15 @@ def validation_split(
     k-fold `fold` are replaced by their defaults, which make sense on the older, smaller train data); given
     options override. Given a Dataset, `protocol` is required. The result has info["role"] == "validation".
     """
+    if isinstance(split_or_dataset, Split) and split_or_dataset.protocol == "ncf-sampled" and protocol is None:
+        # Given-negatives files: mirror them on the training data (latest item against as many sampled
+        # negatives, ranked without removing seen items, as the test protocol does).
+        base = split_or_dataset
+        per_row = np.diff(base.candidates.indptr) if base.candidates is not None else np.array([100])
+        n_negatives = int(np.median(per_row)) - 1
+        result = replace(leave_one_out_split(base.train, n_negatives=n_negatives, **options), exclude_seen=False)
+        result.info["role"] = "validation"
+        return result
     if isinstance(split_or_dataset, Split):
         base = split_or_dataset
         dataset = base.train

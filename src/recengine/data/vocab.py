@@ -40,8 +40,7 @@ class Vocabulary:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and self._index.equals(other._index)
 
-    def __hash__(self) -> int:
-        return id(self)
+    __hash__ = None  # equal by content and mutable-free, but compared, not used as a key
 
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} ids)"

@@ -35,6 +35,21 @@ DEFAULT_METRICS = (*M.RANKING_METRICS, "coverage", "novelty", "arp", "gini")
 LOWER_IS_BETTER = ("rmse", "mae", "arp", "gini")
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of `metric` ("rmse", "gini@10", "fit_seconds", ...) are better."""
+    return metric.split("@")[0] in LOWER_IS_BETTER or metric.endswith("_seconds")
+
+
+def metric_cutoff(metric: str) -> int | None:
+    """The K of a metric written "name@K" (None for metrics without a cut-off); a bad K is a ConfigError."""
+    name, sep, k = metric.partition("@")
+    if not sep:
+        return None
+    if not k.isdigit() or int(k) < 1:
+        raise ConfigError(f"metric {metric!r}: write it as name@K with K a positive integer")
+    return int(k)
+
+
 @dataclass
 class Report:
     """One model evaluated on one Split.
@@ -293,6 +308,6 @@ def leaderboard(
         metric_columns = [c for c in frame.columns if c in set().union(*(r.metrics for r in reports))]
         raise ConfigError(f"cannot sort by {sort_by!r}; the reports have: {', '.join(metric_columns)}")
     if ascending is None:
-        ascending = sort_by.split("@")[0] in LOWER_IS_BETTER or sort_by.endswith("_seconds")
+        ascending = lower_is_better(sort_by)
     frame = frame.sort_values(sort_by, ascending=ascending, kind="stable", na_position="last")
     return frame.reset_index(drop=True)

@@ -12,11 +12,8 @@ import pandas as pd
 
 from recengine.data.split import Split
 from recengine.errors import ConfigError
-from recengine.evaluation.evaluate import Report, fit_and_evaluate
+from recengine.evaluation.evaluate import Report, fit_and_evaluate, lower_is_better, metric_cutoff
 from recengine.models.registry import create_model, get_model_class
-
-#: Metrics where lower is better.
-_MINIMIZE = {"rmse", "mae"}
 
 
 @dataclass
@@ -34,6 +31,12 @@ def metric_value(report: Report, metric: str) -> float:
     if metric not in report.metrics:
         raise ConfigError(f"metric {metric!r} is not in the report; available: {sorted(report.metrics)}")
     return float(report.metrics[metric])
+
+
+def _ks_for(metric: str) -> tuple[int, ...]:
+    """Evaluate only at the metric's own cut-off (checked before any fitting)."""
+    k = metric_cutoff(metric)
+    return (k,) if k else (10,)
 
 
 def suggest(trial: optuna.Trial, model_name: str) -> dict[str, Any]:
@@ -75,7 +78,8 @@ def tune(
     if not model_cls.search_space:
         raise ConfigError(f"{model_name} declares no search space to tune")
     fixed = dict(fixed_params or {})
-    direction = "minimize" if metric in _MINIMIZE else "maximize"
+    ks = _ks_for(metric)
+    direction = "minimize" if lower_is_better(metric) else "maximize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=random_state)
     study = optuna.create_study(direction=direction, sampler=sampler)
@@ -84,7 +88,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = {**suggest(trial, model_name), **fixed}
-        report = fit_and_evaluate(create_model(model_name, **params), split)
+        report = fit_and_evaluate(create_model(model_name, **params), split, ks=ks)
         return metric_value(report, metric)
 
     start = time.perf_counter()
@@ -98,8 +102,8 @@ def select_model(candidates: list[str], split: Split, *, metric: str = "ndcg@20"
     """Fit each candidate with its defaults on `split` (validation) and return the best name and the table."""
     rows = []
     for name in candidates:
-        report = fit_and_evaluate(create_model(name), split)
+        report = fit_and_evaluate(create_model(name), split, ks=_ks_for(metric))
         rows.append({"model": name, metric: metric_value(report, metric),
                      "fit_seconds": report.timings.get("fit_seconds")})
-    table = pd.DataFrame(rows).sort_values(metric, ascending=metric in _MINIMIZE, ignore_index=True)
+    table = pd.DataFrame(rows).sort_values(metric, ascending=lower_is_better(metric), ignore_index=True)
     return str(table.loc[0, "model"]), table

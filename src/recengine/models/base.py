@@ -19,9 +19,10 @@ import numpy as np
 import scipy.sparse as sp
 
 import recengine
+from recengine.artifacts import load_arrays, read_manifest
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from recengine.errors import ArtifactError, ConfigError, DataError, NotFittedError, NotSupportedError
 from recengine.models.topk import PAD_ITEM, keep_only, mask_entries, topk
 
 _FORMAT = "recengine-model"
@@ -57,7 +58,7 @@ class Options:
     values: tuple
 
     def check(self, name: str, value: Any) -> None:
-        if value not in self.values:
+        if not any(value == v and type(value) is type(v) for v in self.values):
             raise ConfigError(f"{name} must be one of {list(self.values)}, got {value!r}")
 
 
@@ -153,8 +154,7 @@ class Recommender:
         candidates (same shape) restricts each row to its stored entries. Short rows are padded with -1.
         """
         self._check_fitted(histories)
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
+        Interval(int, 1).check("k", k)
         for extra, label in ((exclude, "exclude"), (candidates, "candidates")):
             if extra is not None and extra.shape != (len(histories), self.n_items_):
                 raise DataError(f"{label} must be a ({len(histories)}, {self.n_items_}) sparse matrix")
@@ -178,6 +178,9 @@ class Recommender:
         """Scores (predicted ratings, for rating models) of the stored entries of `items`, one row per history."""
         self._check_fitted(histories)
         items = sp.csr_matrix(items)
+        if items.shape != (len(histories), self.n_items_):
+            raise DataError(f"predict: items must be a ({len(histories)}, {self.n_items_}) sparse matrix, "
+                            f"got {items.shape}")
         out = items.astype(np.float32, copy=True)
         step = max(1, _SCORE_BLOCK // max(1, self.n_items_))
         for start in range(0, len(histories), step):
@@ -190,11 +193,12 @@ class Recommender:
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The k items most similar to each given item (itself excluded)."""
-        raise NotImplementedError(f"{type(self).__name__} does not define item similarity")
+        raise NotSupportedError(f"{self.name} does not define item similarity; use itemknn, rp3beta, ease or a "
+                                f"factor model")
 
     def explain(self, history: Histories, item: int, top: int = 5) -> Explanation:
         """Which items of a single history drove the score of `item`."""
-        raise NotImplementedError(f"{type(self).__name__} does not explain its scores")
+        raise NotSupportedError(f"{self.name} does not explain its scores; itemknn, rp3beta, ease and ials do")
 
     # ------------------------------------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -232,19 +236,12 @@ class Recommender:
         from recengine.models.registry import get_model_class
 
         path = Path(path)
-        manifest_file = path / "manifest.json"
-        if not manifest_file.is_file():
-            raise ArtifactError(f"{path} is not a saved model (no manifest.json)")
-        manifest = json.loads(manifest_file.read_text())
-        if manifest.get("format") != _FORMAT or manifest.get("format_version") != _FORMAT_VERSION:
-            raise ArtifactError(f"{path}: unsupported model format {manifest.get('format')!r} "
-                                f"version {manifest.get('format_version')!r}")
+        manifest = read_manifest(path, "manifest.json", _FORMAT, _FORMAT_VERSION, "a saved model")
         model_cls = get_model_class(manifest["model"])
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise ArtifactError(f"{path} holds a {model_cls.__name__}, not a {cls.__name__}")
         model = model_cls(**manifest["params"])
-        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = load_arrays(path)
         for key in {k.split(".")[0] for k in arrays if k.endswith(".shape")}:
             shape = tuple(int(x) for x in arrays.pop(f"{key}.shape"))
             model.__dict__[key] = sp.csr_matrix(

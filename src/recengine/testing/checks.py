@@ -25,7 +25,7 @@ def contract_dataset(n_users: int = 60, n_items: int = 40, seed: int = 0) -> Dat
         group = u % 2
         liked = rng.choice(np.arange(group * half, (group + 1) * half), size=8, replace=False)
         other = rng.choice(np.arange((1 - group) * half, (2 - group) * half), size=2, replace=False)
-        for t, i in enumerate(np.concatenate([liked, other])):
+        for t, i in enumerate(rng.permutation(np.concatenate([liked, other]))):
             rating = float(rng.integers(4, 6) if i in liked else rng.integers(1, 3))
             rows.append((f"u{u}", f"i{i}", 1_000 + 10 * t + u, rating))
     frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
