@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,7 @@ def _write(frame: pd.DataFrame, path: str | None) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from recengine.data.splits import sampled_candidates
     from recengine.evaluation import fit_and_evaluate, leaderboard
     from recengine.models.registry import create_model
 
@@ -191,6 +193,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     names = args.models.split(",") if args.models else list(DEFAULT_CANDIDATES)
     params = model_params(args.param, names)
     split = as_split(data, args.protocol, args.seed)
+    if args.negatives:
+        split = replace(split, candidates=sampled_candidates(split, args.negatives, random_state=args.seed))
     ks = args.k
     console.print(f"{split.protocol}: {split.train.n_interactions:,} train interactions, "
                   f"{split.n_users:,} evaluated users")
@@ -296,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", help="temporal-user (default), loo, strong, global-temporal, ratings")
     p.add_argument("--models", help=f"comma-separated (default {','.join(DEFAULT_CANDIDATES)})")
     p.add_argument("--param", action="append", default=[], help="model.key=value (repeatable)")
+    p.add_argument("--negatives", type=int, help="rank each user's test items among N sampled unseen items "
+                                                 "instead of the whole catalogue")
     p.add_argument("--k", type=cutoffs, default=(10, 20, 100), help="cut-offs, comma-separated (10,20,100)")
     p.add_argument("--metric", help="leaderboard order (default ndcg@20, or ndcg at the largest K)")
     p.add_argument("--out", help="JSON report to write")
