@@ -199,10 +199,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     console.print(f"{split.protocol}: {split.train.n_interactions:,} train interactions, "
                   f"{split.n_users:,} evaluated users")
     reports = []
+    # Intra-list diversity over the items' genres or categories, where the data has them.
+    categories = split.train.category_matrix()
     for name in names:
         model = create_model(name, **params[name])
         with console.status(f"fitting and evaluating {model!r}"):
-            reports.append(fit_and_evaluate(model, split, ks=ks))
+            reports.append(fit_and_evaluate(model, split, ks=ks, item_features=categories))
     metric = args.metric or (f"ndcg@{20 if 20 in ks else ks[-1]}")
     board = leaderboard(reports, sort_by=metric, intervals=True)
     print_frame(leaderboard_view(board, ks), title=f"{split.train.name} · {split.protocol} · sorted by {metric}")

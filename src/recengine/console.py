@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 #: Wide enough for a leaderboard when the output is a file or a pipe rather than a terminal.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def print_frame(frame: pd.DataFrame, title: str | None = None, console: Console = out) -> None:
@@ -28,7 +28,8 @@ def leaderboard_view(board: pd.DataFrame, ks: Sequence[int]) -> pd.DataFrame:
     half-width where the board has intervals), MAP/HR/MRR at the first K, coverage, errors, timings."""
     view = pd.DataFrame({"model": board["label"], "users": board["users"]})
     wanted = [m for k in ks for m in (f"ndcg@{k}", f"recall@{k}")]
-    wanted += [f"map@{ks[0]}", f"hr@{ks[0]}", f"mrr@{ks[0]}", f"coverage@{ks[-1]}", "rmse", "mae"]
+    wanted += [f"map@{ks[0]}", f"hr@{ks[0]}", f"mrr@{ks[0]}", f"coverage@{ks[-1]}", f"diversity@{ks[-1]}",
+               f"novelty@{ks[-1]}", "rmse", "mae"]
     for metric in (m for m in wanted if m in board.columns):
         if f"{metric} high" in board.columns:
             half = (board[f"{metric} high"] - board[f"{metric} low"]) / 2

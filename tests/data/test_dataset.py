@@ -79,3 +79,11 @@ def test_recency_weighting_halves_per_half_life():
     np.testing.assert_allclose(m[1], [0.0, 0.5, 1.0])  # the repeated item counts once, at its latest position
     w = h.matrix("weight", half_life=2.0).toarray()
     np.testing.assert_allclose(w[1], [0.0, 2 ** -0.5, 1.0 + 0.5])
+
+
+def test_category_matrix_one_hot_encodes_list_features():
+    features = pd.DataFrame({"genres": [["a", "b"], ["b"]]}, index=["x", "y"])
+    ds = Dataset.from_events(events(), item_features=features)
+    m = ds.category_matrix().toarray()
+    assert m.tolist() == [[1, 1], [0, 1], [0, 0]]  # z has no genres
+    assert Dataset.from_events(events()).category_matrix() is None

@@ -137,6 +137,21 @@ class Dataset:
         """Number of distinct users per item."""
         return np.asarray((self.matrix("binary")).sum(axis=0)).ravel().astype(np.int64)
 
+    def category_matrix(self, column: str | None = None) -> sp.csr_matrix | None:
+        """(n_items, n_categories) one-hot matrix of a list-valued item feature (default: the first of
+        genres, categories, attributes that the data has); None when there is none. For diversity metrics."""
+        features = self.item_features
+        if features is None:
+            return None
+        candidates = [column] if column else [c for c in ("genres", "categories", "attributes") if c in features]
+        if not candidates or candidates[0] not in features:
+            return None
+        lists = features[candidates[0]].map(lambda v: list(v) if isinstance(v, list | tuple | np.ndarray) else [])
+        rows = np.repeat(np.arange(len(lists)), lists.map(len).to_numpy())
+        values = [str(v) for vs in lists for v in vs]
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+        return sp.csr_matrix((np.ones(len(codes), np.float32), (rows, codes)), shape=(len(lists), len(uniques)))
+
     def select(self, mask: np.ndarray, name: str | None = None) -> Dataset:
         """A dataset with the interactions where mask is True; vocabularies and features are kept."""
         mask = np.asarray(mask, dtype=bool)
