@@ -23,7 +23,7 @@ from recengine.data.sequences import load_s3rec
 from recengine.data.splits import predefined_split, split, validation_split
 from recengine.evaluation import fit_and_evaluate
 from recengine.evaluation.tuning import tune
-from recengine.models.registry import create_model
+from recengine.models.registry import available_models, create_model
 
 DATA = Path(os.environ.get("RECENGINE_DATASETS", Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"))
 RANKING_MODELS = ("ease", "rp3beta", "itemknn", "ials")
@@ -38,18 +38,21 @@ TARGETS = {
 }
 
 
-def load_split(name: str):
+def load_variants(name: str) -> dict[str, object]:
+    """The test split of each data variant that validation may choose between."""
     if name == "ml-100k":
-        return split(load_movielens(DATA / "ml-100k"), "temporal-user")
+        return {"": split(load_movielens(DATA / "ml-100k"), "temporal-user")}
     if name == "ml-latest-small":
-        return split(load_movielens(DATA / "ml-latest-small"), "temporal-user")
+        return {"": split(load_movielens(DATA / "ml-latest-small"), "temporal-user")}
     if name == "amazon-beauty":
-        return split(load_s3rec(DATA / "amazon-beauty"), "temporal-user")
+        return {"": split(load_s3rec(DATA / "amazon-beauty"), "temporal-user")}
     if name == "lastfm-ncf":
-        return load_ncf(DATA / "lastfm-ncf" / "lastfm")
+        # Binary interactions, or the play counts as weights: validation picks.
+        prefix = DATA / "lastfm-ncf" / "lastfm"
+        return {"binary": load_ncf(prefix), "counts": load_ncf(prefix, weights="count")}
     if name == "ml-100k-u1":
         train, test = read_ml100k_fold(DATA / "ml-100k", "u1")
-        return predefined_split(train, test, drop_unseen_items=False)
+        return {"": predefined_split(train, test, drop_unseen_items=False)}
     raise SystemExit(f"unknown dataset {name}")
 
 
@@ -63,24 +66,35 @@ def validation_for(name: str, test_split):
 
 def run(name: str, trials: int, models: tuple[str, ...], budget: float | None) -> dict:
     protocol, metric, target, reference = TARGETS[name]
-    test_split = load_split(name)
-    validation = validation_for(name, test_split)
     ks = (10, 20) if metric != "rmse" else (10,)
-    candidates = ("svdpp", "biased-mf") if metric == "rmse" else models
-    tuned = []
-    for model_name in candidates:
-        start = time.perf_counter()
-        result = tune(model_name, validation, metric=metric, n_trials=trials, timeout=budget)
-        tuned.append((result.best_value, model_name, result.best_params))
-        print(f"  {name}: {model_name:10s} validation {metric} {result.best_value:.4f} "
-              f"({len(result.trials)} trials, {time.perf_counter() - start:.0f}s) {result.best_params}", flush=True)
+    candidates = ("svdpp", "biased-mf", "knn-baseline", "rating-blend") if metric == "rmse" else models
     lower = metric == "rmse"
-    best_value, best_name, best_params = sorted(tuned, reverse=not lower)[0]
-    report = fit_and_evaluate(create_model(best_name, **best_params), test_split, ks=ks)
+    tuned = []
+    variants = load_variants(name)
+    for variant, test_split in variants.items():
+        validation = validation_for(name, test_split)
+        for model_name in candidates:
+            if model_name not in available_models():
+                continue
+            model_cls = available_models()[model_name]
+            # Item-to-item models read weights only when told to; on weighted variants, tell them.
+            fixed = {"values": "weight"} if variant == "counts" and "values" in model_cls().get_params() else {}
+            start = time.perf_counter()
+            if model_cls.search_space:
+                result = tune(model_name, validation, metric=metric, n_trials=trials, timeout=budget,
+                              fixed_params=fixed)
+                value, params, n = result.best_value, result.best_params, len(result.trials)
+            else:  # nothing to tune: its defaults, measured on validation all the same
+                value, params, n = fit_and_evaluate(create_model(model_name), validation, ks=ks).metrics[metric], {}, 1
+            tuned.append((value, model_name, variant, params))
+            print(f"  {name}{':' + variant if variant else ''}: {model_name:12s} validation {metric} {value:.4f} "
+                  f"({n} trials, {time.perf_counter() - start:.0f}s) {params}", flush=True)
+    best_value, best_name, best_variant, best_params = sorted(tuned, key=lambda t: t[0], reverse=not lower)[0]
+    report = fit_and_evaluate(create_model(best_name, **best_params), variants[best_variant], ks=ks)
     value = report.metrics[metric]
     ci = report.intervals[metric] if metric in report.intervals else None
-    row = {"dataset": name, "protocol": protocol, "metric": metric, "model": best_name, "params": best_params,
-           "validation": best_value, "test": value, "ci": [ci.low, ci.high] if ci else None,
+    row = {"dataset": name, "protocol": protocol, "metric": metric, "model": best_name, "variant": best_variant,
+           "params": best_params, "validation": best_value, "test": value, "ci": [ci.low, ci.high] if ci else None,
            "target": target, "met": value <= target if lower else value >= target, "reference": reference,
            "also": {m: report.metrics.get(m) for m in ("ndcg@10", "hr@10", "recall@20", "mae") if m in report.metrics},
            "fit_seconds": report.timings.get("fit_seconds")}

@@ -80,10 +80,11 @@ def test_planted_clusters_rank_own_cluster_first(params):
 
 def test_scores_are_history_times_b():
     ds = dataset_from_rows(random_rows(4))
-    model = EASE(l2=5.0, dtype="float64").fit(ds)
     history = Histories.from_lists([[1, 3, 4], [0]], ds.n_items)
-    expected = history.matrix("binary").toarray() @ reference_b(ds, 5.0)
-    np.testing.assert_allclose(model.score(history), expected, rtol=1e-4, atol=1e-6)
+    for half_life in (0.0, 5.0):  # 0: every history item counts 1; 5: the older ones count less
+        model = EASE(l2=5.0, dtype="float64", history_half_life=half_life).fit(ds)
+        expected = history.matrix("binary", half_life=half_life).toarray() @ reference_b(ds, 5.0)
+        np.testing.assert_allclose(model.score(history), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_explain_contributions_sum_to_the_score():
@@ -94,7 +95,9 @@ def test_explain_contributions_sum_to_the_score():
     explanation = model.explain(history, 4, top=10)
     assert explanation.score == pytest.approx(score, rel=1e-4, abs=1e-6)
     assert sum(c for _, c in explanation.contributions) == pytest.approx(score, rel=1e-4, abs=1e-6)
-    assert dict(explanation.contributions)[9] == pytest.approx(float(model.item_weights_[9, 4]), rel=1e-6)
+    # Item 9 has two interactions after it: with the default half-life of 5 it weighs 2^(-2/5).
+    weight = 2 ** (-2 / model.history_half_life)
+    assert dict(explanation.contributions)[9] == pytest.approx(weight * float(model.item_weights_[9, 4]), rel=1e-5)
     assert any(c < 0 for _, c in explanation.contributions)  # EASE weights may be negative
 
 

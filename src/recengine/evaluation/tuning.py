@@ -88,7 +88,10 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = {**suggest(trial, model_name), **fixed}
-        report = fit_and_evaluate(create_model(model_name, **params), split, ks=ks)
+        try:
+            report = fit_and_evaluate(create_model(model_name, **params), split, ks=ks)
+        except ConfigError as error:  # e.g. a regularization too weak for this data: skip that corner
+            raise optuna.TrialPruned(str(error)) from error
         return metric_value(report, metric)
 
     start = time.perf_counter()
