@@ -11,6 +11,8 @@ FAST = {
     "bpr": {"factors": 8},
     "biased-mf": {"factors": 8},
     "svdpp": {"factors": 8},
+    "bayesian-svdpp": {"factors": 4, "iterations": 30, "burn_in": 10, "kept_samples": 10},
+    "blend": {"models": [{"name": "biased-mf", "params": {"factors": 4}}, "knn-baseline"]},
 }
 
 
