@@ -18,7 +18,8 @@ class Histories:
     Row r holds ``items[indptr[r]:indptr[r+1]]`` in chronological order, with their weights, and optionally
     timestamps and ratings. ``users`` gives the internal index of each row's user in the training data, or -1
     for a user the model has never seen; models may use learned per-user state for known users and fold in
-    the history for the others. Leave it None to make every model score from the history alone.
+    the history for the others. Set it only for rows that are exactly that user's training history: a training
+    user with fresh events must be passed with -1 (or users None), so that every model scores the new history.
     """
 
     indptr: np.ndarray
