@@ -198,10 +198,12 @@ def evaluate(
     popularity = split.train.item_popularity()
     features = None if item_features is None else sp.csr_matrix(item_features)
     n_items = split.train.n_items
+    # Popularity shares are over the users who have training interactions (held-out users of `strong` have none).
+    active_users = max(1, int((np.diff(split.train.indptr) > 0).sum()))
     for k in ks:
         top = items[:, :k]
         if "novelty" in chosen:
-            per_user[f"novelty@{k}"] = M.novelty(top, popularity, max(1, split.train.n_users))
+            per_user[f"novelty@{k}"] = M.novelty(top, popularity, active_users)
         if "arp" in chosen:
             per_user[f"arp@{k}"] = M.average_popularity(top, popularity)
         if "diversity" in chosen:
