@@ -8,7 +8,7 @@ Each measurement runs in its own process, so that its peak memory (max RSS) is i
   topk-implicit   implicit's recommend() for every user on the same factors
   ease        recengine EASE fit on the 20k items
 
-    .venv/bin/pip install -e '.[bench]'      # implicit and psutil
+    .venv/bin/pip install -e '.[bench]'      # implicit
     .venv/bin/python benchmarks/speed.py [--scale 1.0] [--iterations 3]
 """
 
