@@ -259,3 +259,13 @@ def ridge_fold_in(ratings: sp.csr_matrix, residual: np.ndarray, Q: np.ndarray, r
     solve_rows(ratings.indptr, ratings.indices, np.ones(ratings.nnz), residual.astype(np.float64), augmented,
                np.zeros((k + 1, k + 1)), counts, reg_diag, out)
     return out[:, :k].astype(np.float32), out[:, k].astype(np.float32)
+
+
+def random_factors(rng: np.random.Generator, rows: int, factors: int, std: float) -> np.ndarray:
+    """Initial factors: float32 normal noise of standard deviation `std` (draws from `rng` in row order)."""
+    return (rng.standard_normal((rows, factors)) * std).astype(np.float32)
+
+
+def rating_range(ratings: sp.csr_matrix) -> tuple[float, float, float]:
+    """(mean, min, max) of the stored ratings: the global mean and the range predictions are clipped to."""
+    return float(ratings.data.mean()), float(ratings.data.min()), float(ratings.data.max())

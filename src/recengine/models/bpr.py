@@ -16,6 +16,7 @@ from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.models._factors import (
     contains_sorted,
+    random_factors,
     rng_below,
     seeds,
     similar_items_cosine,
@@ -91,8 +92,8 @@ class BPR(Recommender):
         rng = np.random.default_rng(self.random_state)
         k = self.factors
         scale = self.init_std / np.sqrt(k)
-        P = (rng.standard_normal((dataset.n_users, k)) * scale).astype(np.float32)
-        Q = (rng.standard_normal((dataset.n_items, k)) * scale).astype(np.float32)
+        P = random_factors(rng, dataset.n_users, k, scale)
+        Q = random_factors(rng, dataset.n_items, k, scale)
         b = np.zeros(dataset.n_items, dtype=np.float32)
         self.accuracy_ = 0.0
         for epoch in range(self.epochs):

@@ -23,6 +23,7 @@ from recengine.models._factors import (
     balanced_chunks,
     cholesky_solve,
     prefetch_row,
+    random_factors,
     similar_items_cosine,
     solve_rows,
     user_vectors,
@@ -107,8 +108,8 @@ class ImplicitALS(Recommender):
         item_users = _transpose(user_items)
         rng = np.random.default_rng(self.random_state)
         k = self.factors
-        X = (rng.standard_normal((dataset.n_users, k)) * self.init_std).astype(np.float32)
-        Y = (rng.standard_normal((dataset.n_items, k)) * self.init_std).astype(np.float32)
+        X = random_factors(rng, dataset.n_users, k, self.init_std)
+        Y = random_factors(rng, dataset.n_items, k, self.init_std)
         user_reg = self._row_regularization(user_items, dataset.n_items)
         item_reg = self._row_regularization(item_users, dataset.n_users)
         exact = self.solver == "cholesky"

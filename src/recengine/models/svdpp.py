@@ -14,7 +14,14 @@ import scipy.sparse as sp
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.models._factors import known_rows, rating_matrix, ridge_fold_in, similar_items_cosine
+from recengine.models._factors import (
+    known_rows,
+    random_factors,
+    rating_matrix,
+    rating_range,
+    ridge_fold_in,
+    similar_items_cosine,
+)
 from recengine.models.base import Interval, Recommender
 
 
@@ -91,12 +98,10 @@ class SVDpp(Recommender):
         users = np.repeat(np.arange(dataset.n_users, dtype=np.int64), np.diff(ratings.indptr))
         rng = np.random.default_rng(self.random_state)
         k = self.factors
-        self.global_mean_ = float(ratings.data.mean())
-        self.rating_min_ = float(ratings.data.min())
-        self.rating_max_ = float(ratings.data.max())
-        P = (rng.standard_normal((dataset.n_users, k)) * self.init_std).astype(np.float32)
-        Q = (rng.standard_normal((dataset.n_items, k)) * self.init_std).astype(np.float32)
-        Yi = (rng.standard_normal((dataset.n_items, k)) * self.init_std).astype(np.float32)
+        self.global_mean_, self.rating_min_, self.rating_max_ = rating_range(ratings)
+        P = random_factors(rng, dataset.n_users, k, self.init_std)
+        Q = random_factors(rng, dataset.n_items, k, self.init_std)
+        Yi = random_factors(rng, dataset.n_items, k, self.init_std)
         bu = np.zeros(dataset.n_users, dtype=np.float32)
         bi = np.zeros(dataset.n_items, dtype=np.float32)
         rates = np.array([self.learning_rate, self.implicit_learning_rate, self.bias_learning_rate])
