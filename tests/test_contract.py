@@ -19,5 +19,7 @@ FAST = {
 @pytest.mark.parametrize("name", sorted(available_models()))
 def test_model_contract(name):
     model_cls = available_models()[name]
+    if getattr(model_cls, "requires_item_features", False):
+        pytest.skip(f"{name} needs item features, which the contract data lacks; its own tests run the checks")
     params = {k: v for k, v in FAST.get(name, {}).items() if k in model_cls().get_params()}
     check_recommender(lambda: model_cls(**params))
