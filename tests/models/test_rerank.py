@@ -1,0 +1,143 @@
+"""Re-rankers: hand-checked tiny cases, padding, and the subset / no-repeat property."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recengine.errors import ConfigError, DataError
+from recengine.models.rerank import calibrate, category_cap, mmr, novelty_boost
+
+NEG = -np.inf
+
+# Items 0 and 1 are near-duplicates; 2 and 3 point elsewhere.
+VECTORS = np.array([[1.0, 0.0, 0.0], [0.99, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+# One-hot categories: items 0, 1, 2 are category 0; item 3 is category 1; item 4 is both.
+CATEGORIES = sp.csr_matrix(np.array([[1, 0], [1, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32))
+
+
+def test_mmr_skips_near_duplicate_at_half_lambda():
+    items = np.array([[0, 1, 2, 3]])
+    scores = np.array([[1.0, 0.9, 0.5, 0.0]])
+    # scaled relevance 1, .9, .5, 0; after item 0: item 1 -> .5*.9 - .5*.995 < 0, item 2 -> .25, item 3 -> 0
+    out, out_scores = mmr(items, scores, VECTORS, k=2, lambda_=0.5)
+    np.testing.assert_array_equal(out, [[0, 2]])
+    np.testing.assert_array_equal(out_scores, [[1.0, 0.5]])  # original relevance scores
+
+
+def test_mmr_lambda_one_keeps_relevance_order_and_sparse_vectors_agree():
+    items = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    scores = np.array([[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]])
+    out, out_scores = mmr(items, scores, VECTORS, k=3, lambda_=1.0)
+    np.testing.assert_array_equal(out, items[:, :3])
+    np.testing.assert_array_equal(out_scores, scores[:, :3])
+    dense = mmr(items, scores, VECTORS, k=4, lambda_=0.3)
+    sparse = mmr(items, scores, sp.csr_matrix(VECTORS), k=4, lambda_=0.3)
+    np.testing.assert_array_equal(dense[0], sparse[0])
+
+
+def test_mmr_pads_short_lists():
+    items = np.array([[2, 0, -1, -1], [-1, -1, -1, -1]])
+    scores = np.array([[2.0, 1.0, NEG, NEG], [NEG, NEG, NEG, NEG]])
+    out, out_scores = mmr(items, scores, VECTORS, k=3, lambda_=0.5)
+    np.testing.assert_array_equal(out, [[2, 0, -1], [-1, -1, -1]])
+    assert out_scores[0, 1] == 1.0 and np.isneginf(out_scores[0, 2]) and np.isneginf(out_scores[1]).all()
+
+
+def test_category_cap_respects_limit_and_fills_when_it_cannot():
+    items = np.array([[0, 1, 4, 2, 3]])
+    scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    out, out_scores = category_cap(items, scores, CATEGORIES, k=3, max_per_category=1)
+    # 0 takes category 0; 1, 4 and 2 all need category 0; 3 is category 1; then fill with the best skipped (1)
+    np.testing.assert_array_equal(out, [[0, 3, 1]])
+    np.testing.assert_array_equal(out_scores, [[5.0, 1.0, 4.0]])
+    out, _ = category_cap(items, scores, CATEGORIES, k=4, max_per_category=2)
+    # 0, 1 fill category 0; 4 is also category 0 -> skipped; 2 skipped; 3 fits; fill with 4
+    np.testing.assert_array_equal(out, [[0, 1, 3, 4]])
+    counts = CATEGORIES[out[0, :3]].sum(axis=0)
+    assert counts.max() <= 2
+
+
+def test_category_cap_large_cap_is_identity_and_padding():
+    items = np.array([[0, 1, 2, -1], [3, -1, -1, -1]])
+    scores = np.array([[3.0, 2.0, 1.0, NEG], [1.0, NEG, NEG, NEG]])
+    out, out_scores = category_cap(items, scores, CATEGORIES, k=3, max_per_category=10)
+    np.testing.assert_array_equal(out, [[0, 1, 2], [3, -1, -1]])
+    assert np.isneginf(out_scores[1, 1:]).all()
+
+
+def test_calibrate_lambda_zero_is_input_order():
+    items = np.array([[0, 3, 1, 4]])
+    scores = np.array([[4.0, 3.0, 2.0, 1.0]])
+    out, _ = calibrate(items, scores, CATEGORIES, np.array([[0.0, 1.0]]), k=4, lambda_=0.0)
+    np.testing.assert_array_equal(out, items)
+
+
+def test_calibrate_matches_target_distribution():
+    # History half category 0, half category 1; relevance prefers three category-0 items.
+    items = np.array([[0, 1, 2, 3]])
+    scores = np.array([[4.0, 3.0, 2.0, 1.0]])
+    history = np.array([[5.0, 5.0]])  # not normalized: rescaled to (.5, .5)
+    out, _ = calibrate(items, scores, CATEGORIES, history, k=2, lambda_=0.9)
+    # Step 2 after item 0: adding 1 gives q~=(.995,.005) (KL ~ 2.3), adding 3 gives q~=(.5,.5) (KL 0)
+    np.testing.assert_array_equal(out, [[0, 3]])
+    # A user with no history has no target: relevance alone decides.
+    out, _ = calibrate(items, scores, CATEGORIES, np.zeros((1, 2)), k=2, lambda_=0.9)
+    np.testing.assert_array_equal(out, [[0, 1]])
+
+
+def test_novelty_boost_prefers_rare_items_and_zero_weight_is_identity():
+    items = np.array([[0, 1, 2]])
+    scores = np.array([[3.0, 2.0, 1.0]])
+    popularity = np.array([100.0, 50.0, 1.0])
+    out, out_scores = novelty_boost(items, scores, popularity, k=3, weight=0.0)
+    np.testing.assert_array_equal(out, items)
+    out, out_scores = novelty_boost(items, scores, popularity, k=2, weight=2.0)
+    # scaled relevance 1, .5, 0; novelty 0, ~.15, 1 -> totals 1, ~.80, 2
+    np.testing.assert_array_equal(out, [[2, 0]])
+    np.testing.assert_array_equal(out_scores, [[1.0, 3.0]])
+
+
+def test_repeated_candidates_count_once():
+    items = np.array([[0, 0, 2]])
+    scores = np.array([[3.0, 3.0, 1.0]])
+    out, _ = novelty_boost(items, scores, np.ones(4), k=3, weight=0.0)
+    np.testing.assert_array_equal(out, [[0, 2, -1]])
+
+
+@pytest.mark.parametrize("method", ["mmr", "cap", "calibrate", "novelty"])
+def test_output_is_a_subset_without_repeats(method):
+    rng = np.random.default_rng(0)
+    n_users, n_candidates, n_items, k = 30, 12, 40, 8
+    items = np.stack([rng.choice(n_items, n_candidates, replace=False) for _ in range(n_users)])
+    scores = -np.sort(-rng.random((n_users, n_candidates)), axis=1)
+    cut = rng.integers(0, n_candidates + 1, n_users)  # random padding, some rows empty
+    pad = np.arange(n_candidates)[None, :] >= cut[:, None]
+    items[pad], scores[pad] = -1, NEG
+    categories = sp.csr_matrix((rng.random((n_items, 5)) < 0.3).astype(np.float32))
+    run = {
+        "mmr": lambda: mmr(items, scores, rng.random((n_items, 4)), k, 0.4),
+        "cap": lambda: category_cap(items, scores, categories, k, 1),
+        "calibrate": lambda: calibrate(items, scores, categories, rng.random((n_users, 5)), k, 0.5),
+        "novelty": lambda: novelty_boost(items, scores, rng.integers(0, 50, n_items), k, 0.7),
+    }[method]
+    out, out_scores = run()
+    assert out.shape == out_scores.shape == (n_users, k)
+    for u in range(n_users):
+        chosen = out[u][out[u] >= 0]
+        expected = min(k, cut[u])
+        assert len(chosen) == expected and len(set(chosen)) == expected
+        assert (out[u, expected:] == -1).all() and np.isneginf(out_scores[u, expected:]).all()
+        lookup = dict(zip(items[u], scores[u], strict=True))
+        assert all(lookup[i] == s for i, s in zip(chosen, out_scores[u, :expected], strict=True))
+
+
+def test_bad_inputs_raise():
+    items, scores = np.array([[0, 1]]), np.array([[1.0, 0.5]])
+    with pytest.raises(ConfigError):
+        mmr(items, scores, VECTORS, k=2, lambda_=1.5)
+    with pytest.raises(ConfigError):
+        category_cap(items, scores, CATEGORIES, k=0)
+    with pytest.raises(DataError):
+        novelty_boost(np.array([[0, 9]]), scores, np.ones(4), k=2)
+    with pytest.raises(DataError):
+        calibrate(items, scores, CATEGORIES, np.ones((2, 2)), k=2)
