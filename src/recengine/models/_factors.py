@@ -160,9 +160,9 @@ def solve_rows(indptr, indices, gram_weight, target, Y, base, reg_rows, reg_diag
 
 
 @numba.njit(cache=True, nogil=True)
-def cholesky_solve(A, b):  # pragma: no cover - compiled
-    """Solve A x = b for symmetric positive definite A given by its lower triangle (A is overwritten)."""
-    k = len(b)
+def cholesky_factor(A):  # pragma: no cover - compiled
+    """Overwrite the lower triangle of symmetric positive definite A with its Cholesky factor L (A = L L^T)."""
+    k = A.shape[0]
     for j in range(k):
         s = A[j, j]
         for m in range(j):
@@ -174,6 +174,13 @@ def cholesky_solve(A, b):  # pragma: no cover - compiled
             for m in range(j):
                 s -= A[i, m] * A[j, m]
             A[i, j] = s / d
+
+
+@numba.njit(cache=True, nogil=True)
+def cholesky_solve(A, b):  # pragma: no cover - compiled
+    """Solve A x = b for symmetric positive definite A given by its lower triangle (A is overwritten)."""
+    k = len(b)
+    cholesky_factor(A)
     x = b.copy()
     for i in range(k):
         s = x[i]

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.errors import ConfigError
-from recengine.models._factors import known_rows, rating_matrix, similar_items_cosine
+from recengine.models._factors import cholesky_factor, known_rows, rating_matrix, similar_items_cosine
 from recengine.models.base import Interval, Recommender
 
 
@@ -245,17 +245,7 @@ def _gaussian_draw(A, b, eps):  # pragma: no cover - compiled
     """(draw, mean) of N(A^-1 b, A^-1) with standard normal eps; A (lower triangle) is overwritten by its
     Cholesky factor L: mean = L^-T L^-1 b, draw = mean + L^-T eps."""
     K = len(b)
-    for j in range(K):
-        s = A[j, j]
-        for m in range(j):
-            s -= A[j, m] * A[j, m]
-        d = np.sqrt(s) if s > 1e-300 else 1e-150
-        A[j, j] = d
-        for i in range(j + 1, K):
-            s = A[i, j]
-            for m in range(j):
-                s -= A[i, m] * A[j, m]
-            A[i, j] = s / d
+    cholesky_factor(A)
     y = b.copy()
     for i in range(K):
         s = y[i]
