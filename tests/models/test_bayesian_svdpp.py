@@ -4,26 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recengine.data import Dataset, Vocabulary
+from recengine.data import Dataset
 from recengine.errors import ConfigError, DataError, NotFittedError
 from recengine.models import Recommender, create_model
 from recengine.models.bayesian_svdpp import BayesianSVDpp, _implicit_step, _side_step
+from recengine.testing import planted_ratings
 
 ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
-
-
-def planted_ratings(n_users: int = 120, n_items: int = 80, density: float = 0.5, seed: int = 0):
-    """Ratings mu + b_u + b_i + rank-2 interaction + small noise on a random half of the matrix, split 80/20."""
-    rng = np.random.default_rng(seed)
-    U, V = rng.normal(0, 0.6, (n_users, 2)), rng.normal(0, 0.6, (n_items, 2))
-    truth = 3.0 + rng.normal(0, 0.3, (n_users, 1)) + rng.normal(0, 0.3, (1, n_items)) + U @ V.T
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    frame = pd.DataFrame({"user": u, "item": i, "timestamp": np.arange(len(u)),
-                          "rating": truth[u, i] + rng.normal(0, 0.1, len(u))})
-    test = rng.random(len(frame)) < 0.2
-    train = Dataset.from_events(frame[~test], users=Vocabulary(np.arange(n_users)),
-                                items=Vocabulary(np.arange(n_items)))
-    return train, frame[test]
 
 
 def rmse(scores: np.ndarray, test: pd.DataFrame) -> float:
@@ -31,7 +18,7 @@ def rmse(scores: np.ndarray, test: pd.DataFrame) -> float:
 
 
 def fitted(**params) -> tuple[BayesianSVDpp, Dataset, pd.DataFrame]:
-    train, test = planted_ratings()
+    train, test, _ = planted_ratings()
     defaults = {"factors": 4, "iterations": 60, "burn_in": 20, "kept_samples": 20}
     return BayesianSVDpp(**{**defaults, **params}).fit(train), train, test
 
@@ -160,7 +147,7 @@ def test_reproducible_and_round_trips(tmp_path):
 
 def test_registry_errors_and_unfitted_use():
     assert isinstance(create_model("bayesian-svdpp"), BayesianSVDpp)
-    train, _ = planted_ratings()
+    train, _, _ = planted_ratings()
     with pytest.raises(NotFittedError):
         BayesianSVDpp().score(train.histories())
     with pytest.raises(ConfigError, match="burn_in"):

@@ -10,24 +10,9 @@ from recengine.errors import ConfigError, DataError, NotFittedError
 from recengine.models import Recommender, create_model
 from recengine.models._factors import ridge_fold_in
 from recengine.models.biased_mf import BiasedMF
+from recengine.testing import planted_ratings
 
 ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
-
-
-def planted_ratings(n_users: int = 120, n_items: int = 80, density: float = 0.5, seed: int = 0):
-    """Ratings mu + b_u + b_i + rank-2 interaction + small noise on a random half of the matrix, split 80/20.
-
-    Returns (train dataset, test frame, the full true rating matrix)."""
-    rng = np.random.default_rng(seed)
-    U, V = rng.normal(0, 0.6, (n_users, 2)), rng.normal(0, 0.6, (n_items, 2))
-    truth = 3.0 + rng.normal(0, 0.3, (n_users, 1)) + rng.normal(0, 0.3, (1, n_items)) + U @ V.T
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    frame = pd.DataFrame({"user": u, "item": i, "timestamp": np.arange(len(u)),
-                          "rating": truth[u, i] + rng.normal(0, 0.1, len(u))})
-    test = rng.random(len(frame)) < 0.2
-    train = Dataset.from_events(frame[~test], users=Vocabulary(np.arange(n_users)),
-                                items=Vocabulary(np.arange(n_items)))
-    return train, frame[test], truth
 
 
 def rmse(model: Recommender, train: Dataset, test: pd.DataFrame) -> float:

@@ -8,22 +8,9 @@ from recengine.data import Dataset, Histories, Vocabulary
 from recengine.errors import ConfigError, DataError, NotFittedError
 from recengine.models import Recommender, create_model
 from recengine.models.svdpp import SVDpp, _sgd_epoch
+from recengine.testing import planted_ratings
 
 ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
-
-
-def planted_ratings(n_users: int = 120, n_items: int = 80, density: float = 0.5, seed: int = 0):
-    """Ratings mu + b_u + b_i + rank-2 interaction + small noise on a random half of the matrix, split 80/20."""
-    rng = np.random.default_rng(seed)
-    U, V = rng.normal(0, 0.6, (n_users, 2)), rng.normal(0, 0.6, (n_items, 2))
-    truth = 3.0 + rng.normal(0, 0.3, (n_users, 1)) + rng.normal(0, 0.3, (1, n_items)) + U @ V.T
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    frame = pd.DataFrame({"user": u, "item": i, "timestamp": np.arange(len(u)),
-                          "rating": truth[u, i] + rng.normal(0, 0.1, len(u))})
-    test = rng.random(len(frame)) < 0.2
-    train = Dataset.from_events(frame[~test], users=Vocabulary(np.arange(n_users)),
-                                items=Vocabulary(np.arange(n_items)))
-    return train, frame[test]
 
 
 def rmse(scores: np.ndarray, test: pd.DataFrame) -> float:
@@ -31,7 +18,7 @@ def rmse(scores: np.ndarray, test: pd.DataFrame) -> float:
 
 
 def fitted(**params) -> tuple[SVDpp, Dataset, pd.DataFrame]:
-    train, test = planted_ratings()
+    train, test, _ = planted_ratings()
     defaults = {"factors": 4, "epochs": 60, "learning_rate": 0.02, "bias_learning_rate": 0.02,
                 "implicit_learning_rate": 0.005, "regularization": 0.02, "implicit_regularization": 0.02,
                 "lr_decay": 0.98}
@@ -114,7 +101,7 @@ def test_reproducible_and_round_trips(tmp_path):
 
 def test_registry_errors_and_unfitted_use():
     assert isinstance(create_model("svdpp"), SVDpp)
-    train, _ = planted_ratings()
+    train, _, _ = planted_ratings()
     with pytest.raises(NotFittedError):
         SVDpp().score(train.histories())
     with pytest.raises(ConfigError):

@@ -3,6 +3,6 @@
 Product code never imports this package; the test suite runs it on every registered model.
 """
 
-from recengine.testing.checks import check_recommender, contract_dataset
+from recengine.testing.checks import check_recommender, contract_dataset, planted_ratings
 
-__all__ = ["check_recommender", "contract_dataset"]
+__all__ = ["check_recommender", "contract_dataset", "planted_ratings"]

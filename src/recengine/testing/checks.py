@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
+from recengine.data.vocab import Vocabulary
 from recengine.errors import NotFittedError
 from recengine.models.base import Recommender
 from recengine.models.topk import PAD_ITEM
@@ -30,6 +31,24 @@ def contract_dataset(n_users: int = 60, n_items: int = 40, seed: int = 0) -> Dat
             rows.append((f"u{u}", f"i{i}", 1_000 + 10 * t + u, rating))
     frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
     return Dataset.from_events(frame, name="contract")
+
+
+def planted_ratings(
+    n_users: int = 120, n_items: int = 80, density: float = 0.5, seed: int = 0,
+) -> tuple[Dataset, pd.DataFrame, np.ndarray]:
+    """Ratings mu + b_u + b_i + rank-2 interaction + small noise on a random half of the matrix, split 80/20.
+
+    Returns (train dataset, test frame, the full true rating matrix)."""
+    rng = np.random.default_rng(seed)
+    U, V = rng.normal(0, 0.6, (n_users, 2)), rng.normal(0, 0.6, (n_items, 2))
+    truth = 3.0 + rng.normal(0, 0.3, (n_users, 1)) + rng.normal(0, 0.3, (1, n_items)) + U @ V.T
+    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
+    frame = pd.DataFrame({"user": u, "item": i, "timestamp": np.arange(len(u)),
+                          "rating": truth[u, i] + rng.normal(0, 0.1, len(u))})
+    test = rng.random(len(frame)) < 0.2
+    train = Dataset.from_events(frame[~test], users=Vocabulary(np.arange(n_users)),
+                                items=Vocabulary(np.arange(n_items)))
+    return train, frame[test], truth
 
 
 def check_recommender(make: Callable[[], Recommender]) -> None:
