@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -62,13 +62,30 @@ class Options:
             raise ConfigError(f"{name} must be one of {list(self.values)}, got {value!r}")
 
 
+#: Kinds of reason an Explanation gives; TrainedModel turns each into a sentence with titles and categories.
+REASONS = ("liked", "similar-content", "popular", "new-item")
+
+
 @dataclass(frozen=True)
 class Explanation:
-    """Why an item was scored as it was: history items and their contributions to the score."""
+    """Why an item was scored as it was.
+
+    contributions: the history items (internal indices) that drove the score and their shares of it, largest
+    first. reason: the kind of reason, one of REASONS —
+      "liked": collaborative, "because you liked X and Y" (neighbour, factor or attention contributions);
+      "similar-content": "similar in genre/tags to Z" (details["shared"]: the shared genres/tags/terms);
+      "popular": "popular in Comedy this week" (details: "category", "window_days"; contributions empty);
+      "new-item": an item without interactions, reached through content ("new item matching your interest
+      in ..."; details["interest"]: the user's categories it matches).
+    details: JSON-able extras for the reason.
+    Faithful by contract: removing the named history items from the history lowers the item's score.
+    """
 
     item: int
     score: float
     contributions: list[tuple[int, float]]
+    reason: str = "liked"
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Recommender:
