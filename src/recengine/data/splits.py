@@ -8,7 +8,10 @@ Every protocol returns a :class:`~recengine.data.split.Split` and records its na
 * ``loo``             each user's latest interaction is test (optionally ranked among sampled negatives);
 * ``strong``          held-out users; 80% of their history is folded in at scoring time, 20% is the truth;
 * ``global-temporal`` one cut time for everyone;
-* ``ratings``         random hold-out or k-fold over explicit ratings (or a predefined train/test pair).
+* ``ratings``         random hold-out or k-fold over explicit ratings (or a predefined train/test pair);
+* ``cold-items``      the newest items (first seen after one cut time) are ranked among themselves, for users
+                      who interact with them after the cut; train is everything before the cut;
+* ``cold-users``      held-out users known only by their first ``n_known`` interactions (1, 3, 5, ...).
 
 All randomness comes from ``random_state``; every protocol accepts it (the time-based ones ignore it), so a
 caller can pass one seed to whichever protocol it names.
@@ -30,7 +33,8 @@ from recengine.data.split import Split
 from recengine.errors import ConfigError, DataError
 
 __all__ = [
-    "PROTOCOLS", "global_temporal_split", "leave_one_out_split", "predefined_split", "ratings_split",
+    "PROTOCOLS", "cold_items_split", "cold_users_split",
+    "global_temporal_split", "leave_one_out_split", "predefined_split", "ratings_split",
     "sampled_candidates", "split", "strong_generalization_split", "temporal_user_split", "validation_split",
 ]
 
@@ -288,6 +292,113 @@ def predefined_split(
     return _record_counts(result)
 
 
+def cold_items_split(
+    dataset: Dataset,
+    *,
+    item_fraction: float = 0.1,
+    cut: int | float | None = None,
+    selection: str = "newest",
+    random_state: int | None = 42,
+) -> Split:
+    """Item cold start. With selection "newest", the cold items are those first seen at or after one cut
+    time: by default the first interaction of the newest item_fraction of items (by first-seen time); or an
+    explicit `cut` (items first seen after it). Train is every interaction before the cut, so no cold item has
+    any. With selection "random" (data without real time, such as sequence files), a random item_fraction of
+    the items is cold and train is every interaction with the other items. The truth of each user with train
+    history is the cold items they interact with (from the cut on), and every row ranks all cold items
+    (candidates): a model can only place them through item features."""
+    _require_interactions(dataset, "cold-items")
+    if selection not in ("newest", "random"):
+        raise ConfigError(f"selection must be 'newest' or 'random', got {selection!r}")
+    never = np.iinfo(np.int64).max
+    first_seen = np.full(dataset.n_items, never, dtype=np.int64)
+    np.minimum.at(first_seen, dataset.item_index, dataset.timestamp)
+    occurring = np.flatnonzero(first_seen < never)
+    cut_time = None
+    if selection == "random":
+        item_fraction = _check_fraction("item_fraction", item_fraction)
+        n_pick = max(1, int(round(len(occurring) * item_fraction)))
+        cold = np.zeros(dataset.n_items, dtype=bool)
+        cold[np.random.default_rng(random_state).choice(occurring, size=n_pick, replace=False)] = True
+    else:
+        if cut is None:
+            item_fraction = _check_fraction("item_fraction", item_fraction)
+            newest = np.sort(first_seen[occurring])[::-1]
+            cut_time = int(newest[max(1, int(round(len(occurring) * item_fraction))) - 1])
+        elif isinstance(cut, bool) or not isinstance(cut, int | float | np.integer | np.floating):
+            raise ConfigError(f"cut must be a timestamp (a number), got {cut!r}")
+        else:
+            cut_time = int(np.floor(cut)) + 1
+        cold = (first_seen >= cut_time) & (first_seen < never)
+    n_cold = int(cold.sum())
+    if n_cold == 0 or n_cold == len(occurring):
+        raise DataError(f"cold-items: the cut leaves {'no' if n_cold == 0 else 'only'} cold items; choose "
+                        "another item_fraction or cut")
+    on_cold = cold[dataset.item_index]
+    before = ~on_cold if cut_time is None else dataset.timestamp < cut_time
+    test_mask = ~before & on_cold
+    train = dataset.select(before, name=f"{dataset.name}:train")
+    has_train = np.diff(train.indptr) > 0
+    test = dataset.select(test_mask & has_train[dataset.user_index], name=f"{dataset.name}:test")
+    if test.n_interactions == 0:
+        raise DataError("cold-items: no user with history before the cut interacts with a cold item after it")
+    options = {"item_fraction": item_fraction, "cut": cut, "selection": selection, "random_state": random_state}
+    info = {"options": options, "cold_items": n_cold, **({} if cut_time is None else {"cut": cut_time})}
+    result = Split.from_datasets("cold-items", train, test, drop_unseen_items=False, info=info)
+    cold_items = np.flatnonzero(cold)
+    candidates = sp.csr_matrix(
+        (np.ones(result.n_users * n_cold, dtype=np.float32), np.tile(cold_items, result.n_users),
+         np.arange(result.n_users + 1, dtype=np.int64) * n_cold), shape=(result.n_users, dataset.n_items))
+    return _record_counts(replace(result, candidates=candidates))
+
+
+def cold_users_split(
+    dataset: Dataset,
+    *,
+    n_known: int = 3,
+    test_users_fraction: float = 0.1,
+    min_interactions: int = 10,
+    random_state: int | None = 42,
+) -> Split:
+    """User cold start: test_users_fraction of the users with >= min_interactions are held out at random (the
+    same users for every n_known, given the seed); all their interactions leave train. Each is known by the
+    first n_known interactions in time (the query, folded in at scoring time, users -1); the rest are the truth
+    (items of the known part and items unseen in train removed)."""
+    n_known = _check_int("n_known", n_known, 1)
+    test_users_fraction = _check_fraction("test_users_fraction", test_users_fraction)
+    min_interactions = _check_int("min_interactions", min_interactions, 2)
+    if min_interactions <= n_known:
+        raise ConfigError(f"min_interactions ({min_interactions}) must exceed n_known ({n_known}) so that "
+                          "every held-out user has something to predict")
+    _require_interactions(dataset, "cold-users")
+    lengths = np.diff(dataset.indptr)
+    eligible = np.flatnonzero(lengths >= min_interactions)
+    n_held = max(1, int(round(len(eligible) * test_users_fraction)))
+    if n_held >= len(eligible):
+        raise DataError(f"cold-users: {len(eligible)} users have >= {min_interactions} interactions, too few "
+                        "to hold some out and train on the rest; lower min_interactions")
+    held = np.sort(np.random.default_rng(random_state).choice(eligible, size=n_held, replace=False))
+    in_held = np.isin(dataset.user_index, held)
+    known_mask = in_held & (_position_in_row(dataset.indptr) < n_known)
+    train = dataset.select(~in_held, name=f"{dataset.name}:train")
+    known = dataset.select(known_mask)
+    seen_in_train = np.bincount(train.item_index, minlength=dataset.n_items) > 0
+    known_pairs = known.matrix("binary")
+    test_mask = in_held & ~known_mask
+    test_mask[test_mask] = np.asarray(known_pairs[dataset.user_index[test_mask],
+                                                  dataset.item_index[test_mask]]).ravel() == 0
+    dropped_unseen = int((test_mask & ~seen_in_train[dataset.item_index]).sum())
+    test = dataset.select(test_mask & seen_in_train[dataset.item_index], name=f"{dataset.name}:test")
+    evaluated = np.flatnonzero(np.diff(test.indptr) > 0)
+    query = known.histories(evaluated).with_users(np.full(len(evaluated), -1, dtype=np.int64))
+    options = {"n_known": n_known, "test_users_fraction": test_users_fraction,
+               "min_interactions": min_interactions, "random_state": random_state}
+    result = Split.from_datasets("cold-users", train, test, query=query, drop_unseen_items=False,
+                                 info={"options": options, "held_out_users": int(n_held),
+                                       "dropped_unseen_test_interactions": dropped_unseen})
+    return _record_counts(result)
+
+
 # ------------------------------------------------------------------------------------------------ dispatch
 PROTOCOLS: dict[str, Callable[..., Split]] = {
     "temporal-user": temporal_user_split,
@@ -295,6 +406,8 @@ PROTOCOLS: dict[str, Callable[..., Split]] = {
     "strong": strong_generalization_split,
     "global-temporal": global_temporal_split,
     "ratings": ratings_split,
+    "cold-items": cold_items_split,
+    "cold-users": cold_users_split,
 }
 _ALIASES = {"leave-one-out": "loo", "strong-generalization": "strong"}
 
