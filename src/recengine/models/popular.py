@@ -8,7 +8,7 @@ import numpy as np
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.models.base import Interval, Recommender
+from recengine.models.base import Explanation, Interval, Recommender
 
 
 class MostPopular(Recommender):
@@ -40,3 +40,12 @@ class MostPopular(Recommender):
     def score(self, histories: Histories) -> np.ndarray:
         self._check_fitted(histories)
         return np.broadcast_to(self.item_scores_, (len(histories), self.n_items_))
+
+    def explain(self, history: Histories, item: int, top: int = 5) -> Explanation:
+        """Popularity needs no history: the reason is the item's rank (1 = most popular) among all items."""
+        self._check_fitted(history)
+        item = self._check_item(item)
+        scores = self.item_scores_
+        rank = int((scores > scores[item]).sum()) + 1
+        return Explanation(item, float(scores[item]), [], reason="popular",
+                           details={"rank": rank, "half_life_days": self.half_life_days})

@@ -13,7 +13,7 @@ from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.data.vocab import Vocabulary
 from recengine.errors import NotFittedError
-from recengine.models.base import Recommender
+from recengine.models.base import REASONS, Recommender
 from recengine.models.topk import PAD_ITEM
 
 
@@ -134,6 +134,33 @@ def check_deterministic_and_save_load(make: Callable[[], Recommender], data: Dat
     np.testing.assert_allclose(loaded.score(h), first.score(h), rtol=1e-5, atol=1e-6)
 
 
+def check_explanations_are_faithful(make: Callable[[], Recommender], data: Dataset) -> None:
+    """Every model explains its top recommendation, and the explanation is faithful: removing the history items
+    it names lowers the item's score (the history scored as a fresh one, as explain does)."""
+    model = make().fit(data)
+    lowered = 0
+    for user in range(6):
+        history = data.histories([user]).with_users(None)
+        top = int(model.recommend(history, k=1)[0][0, 0])
+        explanation = model.explain(history, top, top=3)
+        assert explanation.item == top and np.isfinite(explanation.score)
+        assert explanation.reason in REASONS, f"unknown reason {explanation.reason!r}"
+        named = [j for j, weight in explanation.contributions if weight > 0]
+        if not named:
+            assert explanation.reason != "liked", "a 'because you liked' explanation must name history items"
+            continue
+        assert set(named) <= set(history.items.tolist()), "explanations name items of the history"
+        before = float(model.score(history)[0, top])
+        kept = ~np.isin(history.items, named)
+        rest = Histories(np.array([0, int(kept.sum())]), history.items[kept], history.n_items,
+                         *(None if a is None else a[kept] for a in (history.weights, history.timestamps,
+                                                                    history.ratings)))
+        after = float(model.score(rest)[0, top])
+        assert after < before, f"{model.name}: removing {named} did not lower the score of {top}"
+        lowered += 1
+    assert lowered or model.name in ("popular", "random"), f"{model.name} named no history item for anyone"
+
+
 CHECKS = [
     check_params_and_unfitted,
     check_fit_returns_self_and_shapes,
@@ -141,4 +168,5 @@ CHECKS = [
     check_new_users_and_padding,
     check_planted_taste,
     check_deterministic_and_save_load,
+    check_explanations_are_faithful,
 ]
