@@ -65,7 +65,7 @@ class Options:
 
 
 #: Kinds of reason an Explanation gives; TrainedModel turns each into a sentence with titles and categories.
-REASONS = ("liked", "similar-content", "popular", "new-item")
+REASONS = ("liked", "similar-content", "popular", "new-item", "explore")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ class Explanation:
       "similar-content": "similar in genre/tags to Z" (details["shared"]: the shared genres/tags/terms);
       "popular": "popular in Comedy this week" (details: "category", "window_days"; contributions empty);
       "new-item": an item without interactions, reached through content ("new item matching your interest
-      in ..."; details["interest"]: the user's categories it matches).
+      in ..."; details["interest"]: the user's categories it matches);
+      "explore": shown to learn what the user thinks of it, not because of a score (random, bandits).
     details: JSON-able extras for the reason.
     Faithful by contract: removing the named history items from the history lowers the item's score.
     """
@@ -97,6 +98,8 @@ class Recommender:
     name: ClassVar[str] = ""
     #: "implicit" models read interaction weights; "ratings" models need explicit ratings.
     feedback: ClassVar[str] = "implicit"
+    #: False for models that rank the same way whatever the history (popularity, random).
+    personalized: ClassVar[bool] = True
     #: Per hyper-parameter constraint, checked at fit time.
     parameter_constraints: ClassVar[dict[str, Interval | Options]] = {}
     #: Search space for tuning: {param: ("int"|"float"|"log"|"cat", low, high) or ("cat", [choices])}.

@@ -18,6 +18,7 @@ class MostPopular(Recommender):
     """
 
     name = "popular"
+    personalized = False
     parameter_constraints = {"half_life_days": Interval(float, 0)}
     search_space = {"half_life_days": ("float", 0.0, 3650.0)}
 
