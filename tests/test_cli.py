@@ -181,3 +181,53 @@ def test_partial_column_mapping_keeps_the_other_canonical_columns(tmp_path, trai
     frame.rename(columns={"user": "customer"}).to_csv(renamed, index=False)
     data = load_events_file(str(renamed), columns="user=customer")
     assert data.has_ratings and data.n_interactions == len(frame)
+
+
+@pytest.fixture()
+def model_with_genres(tmp_path, train_csv):
+    """A fitted model whose items carry genres: the contract data's two taste groups are Comedy and Horror."""
+    path, frame = train_csv
+    items = pd.DataFrame({"item": sorted(frame["item"].unique())})
+    items["genres"] = ["Comedy" if int(i[1:]) < 20 else "Horror|Drama" for i in items["item"]]
+    items_path = tmp_path / "items.csv"
+    items.to_csv(items_path, index=False)
+    model_dir = tmp_path / "model"
+    assert run("fit", "--events", path, "--items", items_path, "--model", "popular", "--out", model_dir) == 0
+    return model_dir
+
+
+def test_profile_and_segments_of_a_model_directory(model_with_genres, capsys):
+    capsys.readouterr()
+    assert run("profile", "u0", "--model-dir", model_with_genres, "--segments", 2, "--json") == 0
+    profile = json.loads(capsys.readouterr().out)
+    assert profile["user"] == "u0" and profile["category_column"] == "genres"
+    assert profile["categories"][0]["name"] == "Comedy"  # u0 is in the group that likes items i0..i19
+    assert sum(c["weight"] for c in profile["categories"]) == pytest.approx(1.0)
+    assert profile["activity"]["interactions"] == 10 and profile["activity"]["ratings"] == 10
+    assert profile["segment"]["name"].startswith("Comedy")
+    assert run("profile", "u1", "--model-dir", model_with_genres, "--top", 2) == 0
+    text = capsys.readouterr().out
+    assert "user u1" in text and "Horror" in text and "mainstreamness" in text
+    assert run("segments", "--model-dir", model_with_genres, "--n", 2, "--json") == 0
+    segments = json.loads(capsys.readouterr().out)["segments"]
+    assert sorted(s["users"] for s in segments) == [30, 30]
+    assert run("segments", "--model-dir", model_with_genres, "--n", 2) == 0
+    assert "Comedy" in capsys.readouterr().out
+
+
+def test_profile_without_item_features_and_bad_requests_exit_2(tmp_path, train_csv, model_with_genres, capsys):
+    path, _ = train_csv
+    assert run("profile", "u0", "--events", path) == 0
+    captured = capsys.readouterr()
+    assert "no item categories" in captured.out.replace("\n", "") and "10 interactions" in captured.out
+    assert "no segment" in captured.err
+    assert run("profile", "nobody", "--model-dir", model_with_genres) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err.replace("\n", "")
+    assert run("segments", "--events", path) == 2
+    assert "item categories" in capsys.readouterr().err.replace("\n", "")
+    assert run("segments", "--model-dir", model_with_genres, "--n", 100) == 2
+    assert "at most" in capsys.readouterr().err.replace("\n", "")
+    assert run("profile", "u0") == 2
+    assert "--model-dir" in capsys.readouterr().err
+    assert run("profile", "u0", "--model-dir", model_with_genres, "--events", path) == 2
+    assert "not both" in capsys.readouterr().err

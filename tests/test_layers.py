@@ -14,7 +14,8 @@ ALLOWED = {
     "models": CORE | {"data"},
     "evaluation": CORE | {"data", "models"},
     "testing": CORE | {"data", "models"},
-    "trained": CORE | {"data", "models"},
+    "profiles": CORE | {"data", "models"},
+    "trained": CORE | {"data", "models", "profiles"},
 }
 
 

@@ -253,6 +253,83 @@ def cmd_info(args: argparse.Namespace) -> None:
     out.print_json(data={**trained.info, "dataset": trained.dataset.stats()})
 
 
+def _users_data(args: argparse.Namespace):
+    """The data whose users `profile` and `segments` describe: a model directory's training data, or a source."""
+    from recengine.data.split import Split
+    from recengine.trained import TrainedModel
+
+    given = [flag for flag, value in (("--dataset", args.dataset), ("--events", args.events)) if value]
+    if args.model_dir:
+        if given:
+            raise ConfigError(f"give --model-dir or {given[0]}, not both")
+        return TrainedModel.load(args.model_dir).dataset
+    if not given:
+        raise ConfigError("give the users' data with --model-dir DIR, --dataset SOURCE or --events FILE")
+    data = load_input(args)
+    if isinstance(data, Split):
+        raise ConfigError(f"--dataset {args.dataset} is an evaluation split (train + test); profile a dataset "
+                          f"(bundled, movielens:DIR, sequences:DIR), an --events file or a --model-dir")
+    return data
+
+
+def _half_life(args: argparse.Namespace) -> float | None:
+    """--half-life in days: the library's default when not given, None (no recency weighting) for 0."""
+    from recengine.profiles import DEFAULT_HALF_LIFE_DAYS
+
+    return DEFAULT_HALF_LIFE_DAYS if args.half_life is None else args.half_life or None
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from recengine.profiles import segment_users, user_profile
+
+    dataset = _users_data(args)
+    half_life = _half_life(args)
+    segments = None
+    if args.segments:
+        try:
+            segments = segment_users(dataset, args.segments, random_state=args.seed, half_life_days=half_life)
+        except RecengineError as error:  # a profile is still worth showing without its segment
+            console.print(f"note: no segment: {error}", highlight=False, soft_wrap=True)
+    profile = user_profile(dataset, args.user, half_life_days=half_life, top=args.top, segments=segments)
+    if args.json:
+        print(json.dumps(profile.to_dict(), indent=2))
+        return
+    a = profile.activity
+    segment = f" · segment {profile.segment}: {profile.segment_name}" if profile.segment is not None else ""
+    out.print(f"[bold]user {profile.user}[/]{segment}", highlight=False)
+    out.print(f"{a.interactions:,} interactions with {a.distinct_items:,} items, {a.first_seen} → {a.last_seen}, "
+              f"{a.active_days:,} active days ({a.per_active_day:.1f} a day)", highlight=False)
+    if a.mean_rating is not None:
+        out.print(f"{a.ratings:,} ratings, mean {a.mean_rating:.2f}", highlight=False)
+    if a.mainstreamness is not None:
+        out.print(f"mainstreamness {a.mainstreamness:.0%} (share of their items among the catalogue's most "
+                  f"popular 10%)", highlight=False)
+    out.print(f"shares of recency-weighted interactions, half-life {half_life:g} days" if half_life
+              else "shares of interactions, no recency weighting", highlight=False)
+    for title, rows in ((profile.category_column, profile.categories), ("tags", profile.tags)):
+        if rows:
+            print_frame(pd.DataFrame({"name": [n for n, _ in rows], "share": [f"{w:.1%}" for _, w in rows]}),
+                        title=title)
+    for note in profile.notes:
+        out.print(f"note: {note}", highlight=False)
+
+
+def cmd_segments(args: argparse.Namespace) -> None:
+    from recengine.profiles import segment_users
+
+    dataset = _users_data(args)
+    segments = segment_users(dataset, args.n, random_state=args.seed, half_life_days=_half_life(args))
+    if args.json:
+        print(json.dumps(segments.to_dict(), indent=2))
+        return
+    frame = segments.to_frame()
+    frame["share"] = [f"{s:.0%}" for s in frame["share"]]
+    print_frame(frame, title=f"{dataset.name}: {segments.n_segments} segments by {segments.space}")
+    unplaced = int((segments.labels_ < 0).sum())
+    if unplaced:
+        console.print(f"{unplaced:,} user(s) have no categorised items and are in no segment")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from recengine.demo import run_demo
 
@@ -325,6 +402,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a model directory")
     p.add_argument("model_dir")
     p.set_defaults(run=cmd_info)
+
+    def users_data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model-dir", help="a model directory: describe its training users")
+        data_options(p)
+        p.add_argument("--half-life", type=float,
+                       help="an interaction this many days before the user's latest counts half (default 365; "
+                            "0: no recency weighting)")
+        p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    p = sub.add_parser("profile", help="who a user is: categories, tags, activity, segment")
+    p.add_argument("user")
+    users_data_options(p)
+    p.add_argument("--top", type=int, default=10, help="how many categories and tags to show")
+    p.add_argument("--segments", type=int, default=8, help="place the user among this many segments (0: skip)")
+    p.set_defaults(run=cmd_profile)
+
+    p = sub.add_parser("segments", help="group users by taste (k-means) and name the groups")
+    users_data_options(p)
+    p.add_argument("--n", type=int, default=8, help="number of segments")
+    p.set_defaults(run=cmd_segments)
 
     p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard and recommendations")
     p.add_argument("--users", type=int, default=3, help="how many users to show recommendations for")

@@ -23,3 +23,7 @@ class ArtifactError(RecengineError):
 
 class NotSupportedError(RecengineError):
     """The model does not offer this operation (e.g. item similarity or explanations)."""
+
+
+class UnknownIdError(DataError):
+    """A user or item id is not in the data (a typo, or data the model was not trained on)."""
