@@ -9,7 +9,9 @@ import scipy.sparse as sp
 
 from recengine.data.dataset import Dataset
 from recengine.errors import ConfigError, DataError, UnknownIdError
+from recengine.models.popular import MostPopular
 from recengine.profiles import Segments, segment_users, user_profile
+from recengine.trained import TrainedModel
 
 DAY = 86_400
 NOW = 1_600_000_000  # 2020-09-13
@@ -189,3 +191,9 @@ def test_bad_segment_requests_say_what_to_ask_for():
     with pytest.raises(ConfigError, match="half_life_days"):
         user_profile(same, "u0", half_life_days=-1)
 
+
+def test_trained_model_profile():
+    data, _ = planted_groups()
+    trained = TrainedModel.fit(MostPopular(), data)
+    profile = trained.profile("u0", top=1)
+    assert profile.categories[0][0] == "Comedy" and len(profile.categories) == 1

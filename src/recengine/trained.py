@@ -26,8 +26,12 @@ from recengine.data.histories import Histories
 from recengine.errors import ArtifactError, DataError
 from recengine.models.base import Recommender
 from recengine.models.popular import MostPopular
-from recengine.models.topk import PAD_ITEM
+from recengine.models.topk import PAD_ITEM, keep_only, topk
 
+#: How many of the latest history items say what a user is interested in, for "new item matching ...".
+_INTEREST_ITEMS = 50
+#: Timestamps below this are sequence numbers, not seconds since the epoch (2001-09-09): no "this week".
+_EPOCH_SECONDS = 10**9
 _FORMAT = "recengine-bundle"
 _FORMAT_VERSION = 1
 
@@ -40,6 +44,7 @@ class TrainedModel:
         self.dataset = dataset
         self.fallback = fallback
         self.info = dict(info or {})
+        self._cache: dict = {}
 
     @classmethod
     def fit(cls, model: Recommender, dataset: Dataset) -> TrainedModel:
@@ -108,8 +113,10 @@ class TrainedModel:
                          users=np.where(known, users, -1))
 
     def recommend(self, user_ids: Sequence[object], k: int = 10, *, exclude_seen: bool = True,
-                  exclude: sp.csr_matrix | None = None, candidates: sp.csr_matrix | None = None) -> pd.DataFrame:
-        """Top-k per user as a frame: user, item, rank (1 = best), score, source (model or fallback).
+                  exclude: sp.csr_matrix | None = None, candidates: sp.csr_matrix | None = None,
+                  explain: bool = False) -> pd.DataFrame:
+        """Top-k per user as a frame: user, item, rank (1 = best), score, source (model or fallback), and with
+        explain, the reason kind and a sentence for people (one explanation per row: for small batches).
 
         Users without any history are answered by the popularity fallback.
         """
@@ -125,7 +132,77 @@ class TrainedModel:
             items[rows], scores[rows] = self.fallback.recommend(h[rows], k, exclude=sub(exclude),
                                                                 candidates=sub(candidates))
             source[rows] = "popular-fallback"
-        return self._frame(np.asarray(user_ids, dtype=object), items, scores, source)
+        frame = self._frame(np.asarray(user_ids, dtype=object), items, scores, source)
+        if explain:
+            rows, _ = np.nonzero(items != PAD_ITEM)
+            reasons = [self._explanation(user_ids[r], h[[r]], int(i), 3)
+                       for r, i in zip(rows, items[items != PAD_ITEM], strict=True)]
+            frame["reason"] = [e["reason"] for e in reasons]
+            frame["text"] = [e["text"] for e in reasons]
+        return frame
+
+    def recommend_new_user(self, k: int = 10, *, liked: Sequence[object] = (), categories: Sequence[str] = (),
+                           attributes: dict[str, object] | None = None, explain: bool = False) -> pd.DataFrame:
+        """Top-k for someone the model has never seen, through the cold-start chain.
+
+        liked (onboarding: a few item ids the person picked) becomes a history the model folds in, as later
+        events will; without it, items are ranked by popularity — among the training users whose user
+        attributes match all of `attributes` (a demographic group, e.g. {"gender": "F"}) when given.
+        categories restricts the items to those in any of the chosen categories (genres). Columns: item, rank,
+        score, source ("model", "popular-in-group" or "popular"), and with explain, reason and text.
+        """
+        n_items = self.dataset.n_items
+        allowed = None
+        if categories:
+            if self._category_column() is None:
+                raise DataError("this model's data has no item categories (genres); onboard with liked items")
+            unknown = [c for c in categories if not len(self._category_members(str(c)))]
+            if unknown:
+                raise DataError(f"unknown categories {unknown}; known: {', '.join(sorted(self._cache['members']))}")
+            members = np.unique(np.concatenate([self._category_members(str(c)) for c in categories]))
+            allowed = sp.csr_matrix((np.ones(len(members), np.float32), members, [0, len(members)]),
+                                    shape=(1, n_items))
+        liked_items = np.asarray(self.dataset.items.index([str(i) for i in liked]), dtype=np.int32) \
+            if len(liked) else np.zeros(0, dtype=np.int32)
+        history = Histories(np.array([0, len(liked_items)]), liked_items, n_items,
+                            np.ones(len(liked_items), np.float32), np.arange(len(liked_items), dtype=np.int64))
+        if len(liked_items):
+            items, scores = self.model.recommend(history, k, candidates=allowed)
+            source = "model"
+        else:
+            popularity, source = self._group_popularity(attributes)
+            scores_all = np.asarray(popularity, dtype=np.float32)[None, :].copy()
+            if allowed is not None:
+                keep_only(scores_all, allowed)
+            items, scores = topk(scores_all, k)
+        frame = self._frame(np.array(["new"], dtype=object), items, scores,
+                            np.array([source], dtype=object)).drop(columns="user")
+        if explain:
+            reasons = [self._explanation("new", history, int(i), 3) for i in items[0][items[0] != PAD_ITEM]]
+            if source != "model":  # the group's popularity, not the global one, ranked these
+                for reason in reasons:
+                    reason.update(reason="popular", text=self._sentence("popular", reason["details"], []))
+            frame["reason"] = [r["reason"] for r in reasons]
+            frame["text"] = [r["text"] for r in reasons]
+        return frame
+
+    def _group_popularity(self, attributes: dict[str, object] | None) -> tuple[np.ndarray, str]:
+        """Distinct users per item, over everyone or over the users whose attributes all match."""
+        if not attributes:
+            return self._popularity(), "popular"
+        features = self.dataset.user_features
+        if features is None:
+            raise DataError("this model's data has no user attributes; recommend without attributes")
+        missing = [a for a in attributes if a not in features.columns]
+        if missing:
+            raise DataError(f"unknown user attribute(s) {missing}; known: {', '.join(map(str, features.columns))}")
+        match = np.ones(self.dataset.n_users, dtype=bool)
+        for name, value in attributes.items():
+            match &= features[name].astype(str).to_numpy() == str(value)
+        if not match.any():
+            raise DataError(f"no training user has attributes {attributes}; widen the group")
+        binary = self.dataset.matrix("binary")[np.flatnonzero(match)]
+        return np.asarray(binary.sum(axis=0)).ravel(), "popular-in-group"
 
     def _frame(self, keys: np.ndarray, items: np.ndarray, scores: np.ndarray,
                source: np.ndarray | None = None) -> pd.DataFrame:
@@ -168,12 +245,94 @@ class TrainedModel:
         return frame.rename(columns={"user": "item", "item": "similar"})
 
     def explain(self, user_id: object, item_id: object, top: int = 5) -> dict:
-        """Why `item_id` scores as it does for `user_id`: the history items that drove it, with weights."""
+        """Why `item_id` scores as it does for `user_id`: the reason kind, a sentence for people, and the
+        history items that drove the score with their contributions."""
         h = self.histories_for([user_id])
-        explanation = self.model.explain(h, int(self.dataset.items.index(item_id)), top=top)
-        return {"user": str(user_id), "item": str(item_id), "score": explanation.score,
-                "because": [{"item": str(self.dataset.items.ids[j]), "contribution": float(w)}
+        return self._explanation(str(user_id), h, int(self.dataset.items.index(item_id)), top)
+
+    def _explanation(self, user: str, history: Histories, item: int, top: int) -> dict:
+        if history.lengths[0] == 0:
+            explanation = self.fallback.explain(history, item, top=top)
+        else:
+            explanation = self.model.explain(history, item, top=top)
+        reason, details = explanation.reason, dict(explanation.details)
+        named = [j for j, _ in explanation.contributions]
+        if reason in ("liked", "similar-content") and self._popularity()[item] == 0:
+            reason = "new-item"
+            details["interest"] = self._shared_categories(item, history.items)
+        if reason == "popular":
+            details.update(self._popular_details(item))
+        ids = self.dataset.items.ids
+        return {"user": user, "item": str(ids[item]), "score": explanation.score,
+                "reason": reason, "text": self._sentence(reason, details, named), "details": details,
+                "because": [{"item": str(ids[j]), "title": self.titles([ids[j]])[0], "contribution": float(w)}
                             for j, w in explanation.contributions]}
+
+    def _sentence(self, reason: str, details: dict, named: list[int]) -> str:
+        titles = self.titles(list(self.dataset.items.ids[named[:2]]))
+        liked = " and ".join(titles)
+        if reason == "liked":
+            return f"Because you liked {liked}"
+        if reason == "similar-content":
+            shared = details.get("shared") or []
+            return f"Similar in {', '.join(map(str, shared[:3]))} to {titles[0]}" if shared else \
+                f"Similar to {liked}"
+        if reason == "new-item":
+            interest = details.get("interest") or []
+            return f"New item matching your interest in {', '.join(interest[:3])}" if interest else \
+                (f"New item similar to {liked}" if titles else "New item")
+        if reason == "explore":
+            return "Something different, to learn your taste"
+        category, window = details.get("category"), details.get("window_days")
+        where = f" in {category}" if category else ""
+        return f"Popular{where} this week" if window == 7 else f"Popular{where}"
+
+    def _popularity(self) -> np.ndarray:
+        if "popularity" not in self._cache:
+            self._cache["popularity"] = self.dataset.item_popularity()
+        return self._cache["popularity"]
+
+    def _category_column(self) -> str | None:
+        features = self.dataset.item_features
+        return next((c for c in ("genres", "categories") if features is not None and c in features.columns), None)
+
+    def _item_categories(self, item: int) -> list[str]:
+        column = self._category_column()
+        value = None if column is None else self.dataset.item_features[column].iloc[item]
+        return [str(v) for v in value] if isinstance(value, list | tuple | np.ndarray) else []
+
+    def _category_members(self, category: str) -> np.ndarray:
+        """Internal indices of the items in a category (cached for all categories at first use)."""
+        if "members" not in self._cache:
+            column = self._category_column()
+            lists = self.dataset.item_features[column].map(
+                lambda v: [str(x) for x in v] if isinstance(v, list | tuple | np.ndarray) else [])
+            exploded = pd.Series(np.repeat(np.arange(len(lists)), lists.map(len).to_numpy()),
+                                 index=[c for cs in lists for c in cs])
+            self._cache["members"] = {c: group.to_numpy() for c, group in exploded.groupby(level=0)}
+        return self._cache["members"].get(category, np.zeros(0, dtype=np.int64))
+
+    def _shared_categories(self, item: int, history_items: np.ndarray) -> list[str]:
+        """The item's categories, most frequent in the history first, that the history has at all."""
+        counts: dict[str, int] = {}
+        for j in history_items[-_INTEREST_ITEMS:]:
+            for category in self._item_categories(int(j)):
+                counts[category] = counts.get(category, 0) + 1
+        return sorted((c for c in self._item_categories(item) if c in counts), key=lambda c: -counts[c])
+
+    def _popular_details(self, item: int) -> dict:
+        """The item's first category, and whether it is among that category's 10 most popular of the week
+        before the newest event (window_days 7; only when timestamps are seconds)."""
+        categories = self._item_categories(item)
+        category = categories[0] if categories else None
+        members = self._category_members(category) if category else np.arange(self.dataset.n_items)
+        ts = self.dataset.timestamp
+        in_week = False
+        if ts.max() >= _EPOCH_SECONDS:
+            recent = ts >= ts.max() - 7 * 86400
+            week = np.bincount(self.dataset.item_index[recent], minlength=self.dataset.n_items)
+            in_week = bool(week[item] > 0 and (week[members] > week[item]).sum() < 10)
+        return {"category": category, "window_days": 7 if in_week else None}
 
     def titles(self, item_ids: Sequence[object]) -> list[str]:
         """Display titles of items (the id where the data has no title)."""
@@ -182,3 +341,10 @@ class TrainedModel:
             return [str(i) for i in item_ids]
         titles = features["title"].reindex([str(i) for i in item_ids])
         return [str(t) if isinstance(t, str) else str(i) for i, t in zip(item_ids, titles, strict=True)]
+
+    def profile(self, user_id: object, *, top: int = 10,
+                segments: recengine.profiles.Segments | None = None) -> recengine.profiles.UserProfile:
+        """Who a training user is: categories, tags, taste, activity (see recengine.profiles.user_profile)."""
+        from recengine.profiles import user_profile
+
+        return user_profile(self.dataset, user_id, top=top, segments=segments)
