@@ -14,9 +14,8 @@ import numpy as np
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.data.splits import ratings_split
-from recengine.errors import ConfigError
+from recengine.models._components import composite_state, fitted_components, new_components, parse_specs
 from recengine.models.base import Interval, Recommender
-from recengine.models.registry import get_model_class
 
 #: The bases when none are given, chosen by 5-fold cross-validation inside MovieLens-100K u1.base: each of them
 #: lowered the blend's RMSE in every fold (0.8923 for bayesian-svdpp alone, 0.8891 with svdpp, 0.8886 with
@@ -61,33 +60,11 @@ class RatingBlend(Recommender):
     # ------------------------------------------------------------------------------------ configuration
     def _specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The bases as (name, params) pairs, checked: registered rating models with valid parameters."""
-        entries = list(DEFAULT_MODELS) if self.models is None else self.models
-        if not isinstance(entries, list | tuple) or not entries:
-            raise ConfigError("models must be a non-empty list of model names or {'name': ..., 'params': {...}}")
-        specs = []
-        for entry in entries:
-            if isinstance(entry, str):
-                name, params = entry, {}
-            elif isinstance(entry, dict) and isinstance(entry.get("name"), str) and \
-                    isinstance(entry.get("params", {}), dict) and set(entry) <= {"name", "params"}:
-                name, params = entry["name"], dict(entry.get("params", {}))
-            else:
-                raise ConfigError(f"blend: bad model entry {entry!r}; use a registry name or "
-                                  "{'name': NAME, 'params': {...}}")
-            model_cls = get_model_class(name)
-            if model_cls.feedback != "ratings":
-                raise ConfigError(f"blend: {name!r} is not a rating model (feedback={model_cls.feedback!r}); "
-                                  "a blend of predicted ratings needs models fitted to ratings")
-            model_cls().set_params(**params)  # unknown parameter names fail here, before any fitting
-            specs.append((name, params))
-        return specs
+        return parse_specs(self.name, self.models, DEFAULT_MODELS, feedback="ratings")
 
     def _validate_params(self) -> None:
         super()._validate_params()
         self._specs()
-
-    def _new_bases(self) -> list[Recommender]:
-        return [get_model_class(name)(**params) for name, params in self._specs()]
 
     # ------------------------------------------------------------------------------------------- fitting
     def fit(self, dataset: Dataset) -> Self:
@@ -96,7 +73,7 @@ class RatingBlend(Recommender):
         holdout = ratings_split(dataset, test_fraction=self.holdout_fraction, random_state=self.random_state)
         truth = holdout.truth
         columns = [np.ones(truth.nnz)]
-        for base in self._new_bases():
+        for base in new_components(self._specs()):
             base.fit(holdout.train)
             columns.append(base.predict(holdout.query, truth).data.astype(np.float64))
         X = np.column_stack(columns)
@@ -107,7 +84,7 @@ class RatingBlend(Recommender):
         self.weights_ = coef[1:].astype(np.float64)
         self.holdout_rmse_ = [float(np.sqrt(np.mean((X[:, m] - truth.data) ** 2))) for m in range(1, X.shape[1])]
         self.holdout_blend_rmse_ = float(np.sqrt(np.mean((X @ coef - truth.data) ** 2)))
-        self.bases_ = [base.fit(dataset) for base in self._new_bases()]
+        self.components_ = [base.fit(dataset) for base in new_components(self._specs())]
         ratings = dataset.rating
         self.rating_min_ = float(ratings.min())
         self.rating_max_ = float(ratings.max())
@@ -116,17 +93,8 @@ class RatingBlend(Recommender):
         return self
 
     def _bases(self) -> list[Recommender]:
-        """The fitted bases; after load, rebuilt from the state saved under their prefixes."""
-        if "bases_" not in self.__dict__:
-            bases = []
-            for m, base in enumerate(self._new_bases()):
-                prefix = f"base{m}__"
-                base.__dict__.update({key[len(prefix):]: value for key, value in self.__dict__.items()
-                                      if key.startswith(prefix) and key != f"{prefix}state"})
-                base.__dict__.update(self.__dict__[f"{prefix}state"])
-                bases.append(base)
-            self.__dict__["bases_"] = bases
-        return self.__dict__["bases_"]
+        """The fitted bases (restored from their saved state after load)."""
+        return fitted_components(self, self._specs())
 
     def score(self, histories: Histories) -> np.ndarray:
         """The blended predicted ratings of every item, clipped to the training rating range."""
@@ -138,14 +106,6 @@ class RatingBlend(Recommender):
 
     # ------------------------------------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Own arrays and scalars plus every base's, under the prefix base<m>__ (Recommender.load restores them
-        as attributes of the blend; _bases() turns them back into models)."""
-        arrays = {"weights_": self.weights_}
-        meta: dict[str, Any] = {key: getattr(self, key) for key in (
-            "intercept_", "holdout_rmse_", "holdout_blend_rmse_", "rating_min_", "rating_max_", "n_users_",
-            "n_items_")}
-        for m, base in enumerate(self._bases()):
-            base_arrays, base_meta = base._state()
-            arrays.update({f"base{m}__{key}": value for key, value in base_arrays.items()})
-            meta[f"base{m}__state"] = base_meta
-        return arrays, meta
+        """Own arrays and scalars plus every base's under its prefix (see recengine.models._components)."""
+        return composite_state(self, ("weights_", "intercept_", "holdout_rmse_", "holdout_blend_rmse_",
+                                      "rating_min_", "rating_max_", "n_users_", "n_items_"), self._bases())
