@@ -5,25 +5,31 @@ from __future__ import annotations
 from typing import Self
 
 import numpy as np
+import scipy.sparse as sp
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.models.base import Explanation, Interval, Recommender
+from recengine.errors import DataError
+from recengine.models.base import Explanation, Interval, Options, Recommender
 
 
 class MostPopular(Recommender):
     """Items ranked by their number of distinct users, or by an exponentially time-decayed count.
 
     half_life_days: weight of an interaction halves every this many days before the newest one; 0 = no decay.
+    category_prior: items without interactions (new items) score the mean popularity of the items that share
+    each of their categories (Dataset.category_matrix), averaged over those categories — "popular in its
+    category" — instead of 0; an item-cold-start baseline. Items with interactions keep their own count.
     """
 
     name = "popular"
     personalized = False
-    parameter_constraints = {"half_life_days": Interval(float, 0)}
+    parameter_constraints = {"half_life_days": Interval(float, 0), "category_prior": Options((False, True))}
     search_space = {"half_life_days": ("float", 0.0, 3650.0)}
 
-    def __init__(self, half_life_days: float = 0.0):
+    def __init__(self, half_life_days: float = 0.0, category_prior: bool = False):
         self.half_life_days = half_life_days
+        self.category_prior = category_prior
 
     def fit(self, dataset: Dataset) -> Self:
         self._validate_params()
@@ -34,9 +40,25 @@ class MostPopular(Recommender):
             counts = np.bincount(dataset.item_index, weights=decay, minlength=dataset.n_items)
         else:
             counts = dataset.item_popularity().astype(np.float64)
+        if self.category_prior:
+            counts = self._with_category_prior(counts, dataset)
         self.item_scores_ = counts.astype(np.float32)
         self.n_items_ = dataset.n_items
         return self
+
+    @staticmethod
+    def _with_category_prior(counts: np.ndarray, dataset: Dataset) -> np.ndarray:
+        categories = dataset.category_matrix()
+        if categories is None:
+            raise DataError("category_prior needs item categories (genres, categories or attributes)")
+        categories = sp.csr_matrix(categories, dtype=np.float64)
+        active = counts > 0
+        members = np.asarray(categories[active].sum(axis=0)).ravel()
+        category_mean = np.divide(categories[active].T @ counts[active], members, out=np.zeros(len(members)),
+                                  where=members > 0)
+        per_item = np.asarray(categories.sum(axis=1)).ravel()
+        prior = np.divide(categories @ category_mean, per_item, out=np.zeros(len(per_item)), where=per_item > 0)
+        return np.where(active, counts, prior)
 
     def score(self, histories: Histories) -> np.ndarray:
         self._check_fitted(histories)
