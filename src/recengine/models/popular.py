@@ -20,16 +20,24 @@ class MostPopular(Recommender):
     category_prior: items without interactions (new items) score the mean popularity of the items that share
     each of their categories (Dataset.category_matrix), averaged over those categories — "popular in its
     category" — instead of 0; an item-cold-start baseline. Items with interactions keep their own count.
+    tie_break: "index" leaves equal scores in item-index order (top-K's rule); "random" orders them by a seeded
+    random permutation, shifting each score by less than half the smallest gap between distinct scores. Use it
+    to evaluate: item numbering often follows the data (order of first appearance), and many ties — new items
+    all at 0, items of one category under the prior — would otherwise be ranked by that numbering.
     """
 
     name = "popular"
     personalized = False
-    parameter_constraints = {"half_life_days": Interval(float, 0), "category_prior": Options((False, True))}
+    parameter_constraints = {"half_life_days": Interval(float, 0), "category_prior": Options((False, True)),
+                             "tie_break": Options(("index", "random")), "random_state": Interval(int, 0)}
     search_space = {"half_life_days": ("float", 0.0, 3650.0)}
 
-    def __init__(self, half_life_days: float = 0.0, category_prior: bool = False):
+    def __init__(self, half_life_days: float = 0.0, category_prior: bool = False, tie_break: str = "index",
+                 random_state: int = 42):
         self.half_life_days = half_life_days
         self.category_prior = category_prior
+        self.tie_break = tie_break
+        self.random_state = random_state
 
     def fit(self, dataset: Dataset) -> Self:
         self._validate_params()
@@ -42,6 +50,10 @@ class MostPopular(Recommender):
             counts = dataset.item_popularity().astype(np.float64)
         if self.category_prior:
             counts = self._with_category_prior(counts, dataset)
+        if self.tie_break == "random":
+            distinct = np.unique(counts)
+            gap = float(np.diff(distinct).min()) if len(distinct) > 1 else 1.0
+            counts = counts + np.random.default_rng(self.random_state).random(len(counts)) * (0.49 * gap)
         self.item_scores_ = counts.astype(np.float32)
         self.n_items_ = dataset.n_items
         return self
