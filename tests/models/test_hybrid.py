@@ -196,3 +196,17 @@ def test_registered_with_defaults_that_need_no_item_features():
     for name, cls in (("weighted", WeightedHybrid), ("switching", SwitchingHybrid), ("stacking", StackingHybrid)):
         model = create_model(name)
         assert isinstance(model, cls) and not model.requires_item_features
+
+
+def test_weighted_similar_items_blend_the_components_similarities():
+    data = contract_dataset()
+    query = np.array([0, 25])
+    ease = EASE().fit(data).similar_items(query, k=5)[0]
+    itemknn = ItemKNN().fit(data).similar_items(query, k=5)[0]
+    alone = WeightedHybrid(models=["ease", "itemknn"], weights=[1.0, 0.0]).fit(data).similar_items(query, k=5)[0]
+    np.testing.assert_array_equal(alone, ease, err_msg="one component with weight: its own neighbours")
+    items, scores = WeightedHybrid(models=["ease", "itemknn"]).fit(data).similar_items(query, k=5)
+    assert not np.isin(query[:, None], items).any(axis=1).any(), "an item is not its own neighbour"
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    for row in range(2):  # the blend's best neighbour is among the best of a component
+        assert items[row, 0] in set(ease[row]) | set(itemknn[row])

@@ -36,6 +36,8 @@ from recengine.models.base import Explanation, Interval, Options, Recommender
 from recengine.models.topk import PAD_ITEM, mask_entries, topk
 
 NORMALIZATIONS = ("zscore", "minmax")
+#: How many nearest items each component contributes to a blended similar-items list.
+SIMILAR_POOL = 200
 #: Floats of one dense block of component scores while the stacked blend builds its training rows.
 _BLOCK_FLOATS = 1 << 24
 
@@ -208,6 +210,39 @@ class WeightedHybrid(_Hybrid):
             if weight > 0:
                 out += np.float32(weight) * normalize(component.score(histories), self.normalization)
         return out
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities blended like scores: each component with a weight that defines item similarity gives
+        its SIMILAR_POOL nearest items per item, z-scored over that list; an item outside a component's list
+        counts as that list's lowest. E.g. content and collaborative similarity together."""
+        self._check_fitted()
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        pool = min(self.n_items_ - 1, max(SIMILAR_POOL, k))
+        rows, columns, values, used = [], [], [], []
+        for weight, component in zip(self._weights(), self._components(), strict=True):
+            if weight <= 0:
+                continue
+            try:
+                neighbours, similarity = component.similar_items(items, pool)
+            except NotSupportedError:
+                continue
+            valid = (neighbours != PAD_ITEM) & np.isfinite(similarity)
+            z = normalize(np.where(valid, similarity, 0.0), "zscore")
+            low = np.where(valid, z, np.inf).min(axis=1, keepdims=True)
+            # Shifted so that the list's lowest is 0, the value every item outside the list gets.
+            rows.append(np.nonzero(valid)[0])
+            columns.append(neighbours[valid])
+            values.append(weight * (z - low)[valid])
+            used.append(component.name)
+        if not used:
+            raise NotSupportedError(f"{self.name}: none of its components defines item similarity; add one such "
+                                    "as itemknn, ease or content")
+        rows, columns = np.concatenate(rows), np.concatenate(columns)
+        dense = np.full((len(items), self.n_items_), -np.inf, dtype=np.float32)
+        dense[rows, columns] = 0.0
+        np.add.at(dense, (rows, columns), np.concatenate(values).astype(np.float32))
+        dense[np.arange(len(items)), items] = -np.inf
+        return topk(dense, k)
 
     def explain(self, history: Histories, item: int, top: int = 5) -> Explanation:
         """The explanation of the component adding most to this item's blended score (see _explain_blend)."""
