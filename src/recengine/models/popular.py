@@ -21,9 +21,9 @@ class MostPopular(Recommender):
     each of their categories (Dataset.category_matrix), averaged over those categories — "popular in its
     category" — instead of 0; an item-cold-start baseline. Items with interactions keep their own count.
     tie_break: "index" leaves equal scores in item-index order (top-K's rule); "random" orders them by a seeded
-    random permutation, shifting each score by less than half the smallest gap between distinct scores. Use it
-    to evaluate: item numbering often follows the data (order of first appearance), and many ties — new items
-    all at 0, items of one category under the prior — would otherwise be ranked by that numbering.
+    random permutation, and the scores become ranks (n_items for the most popular item, down to 1). Use it to
+    evaluate: item numbering often follows the data (order of first appearance), and many ties — new items all
+    at 0, items of one category under the prior — would otherwise be ranked by that numbering.
     """
 
     name = "popular"
@@ -51,9 +51,9 @@ class MostPopular(Recommender):
         if self.category_prior:
             counts = self._with_category_prior(counts, dataset)
         if self.tie_break == "random":
-            distinct = np.unique(counts)
-            gap = float(np.diff(distinct).min()) if len(distinct) > 1 else 1.0
-            counts = counts + np.random.default_rng(self.random_state).random(len(counts)) * (0.49 * gap)
+            order = np.lexsort((np.random.default_rng(self.random_state).random(len(counts)), -counts))
+            counts = np.empty(len(counts))
+            counts[order] = np.arange(len(counts), 0, -1)
         self.item_scores_ = counts.astype(np.float32)
         self.n_items_ = dataset.n_items
         return self
