@@ -2,13 +2,20 @@
 
 EASE (shipped defaults) gives each user its top-N candidates; every re-ranker in ``recengine.models.rerank``
 turns them into top-20 lists over a sweep of its one knob. Each setting is measured on NDCG@20, Recall@20,
-intra-list genre diversity@20, novelty@20 and catalog coverage@20, against the un-reranked top 20. One setting
-per re-ranker is chosen on a validation split carved from the training part (largest diversity gain with at most
-5% relative NDCG@20 loss) and only then measured on the test split.
+intra-list diversity@20, novelty@20 and catalog coverage@20, against the un-reranked top 20. One setting per
+re-ranker is chosen on a validation split carved from the training part (largest diversity gain with at most 5%
+relative NDCG@20 loss) and only then measured on the test split.
 
-    .venv/bin/pip install -e '.[bench]'
+All of this is done in two item spaces, each giving both MMR's similarity and the intra-list diversity metric:
+``genre`` (the genre one-hots) and ``embedding`` (MiniLM embeddings of each item's title, genres and tags; with
+``--encoder tfidf``, a TF-IDF/LSA stand-in for machines without sentence-transformers). The category cap and
+calibration work on genres and the novelty boost on popularity in both, so only their diversity is measured
+differently.
+
+    .venv/bin/pip install -e '.[bench,text]'
     .venv/bin/python benchmarks/diversity.py                     # bundled copy of ml-latest-small
     .venv/bin/python benchmarks/diversity.py --data ../shared/datasets/ml-latest-small
+    .venv/bin/python benchmarks/diversity.py --encoder tfidf    # the embedding space without MiniLM
 
 Writes benchmarks/results/diversity.json and docs/diversity_tradeoff.png; prints markdown tables.
 """
@@ -29,9 +36,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from recengine.data.dataset import Dataset
+from recengine.data.embeddings import resolve_encoder, text_embeddings
 from recengine.data.movielens import bundled_movielens, load_movielens
 from recengine.data.split import Split
 from recengine.data.splits import split, validation_split
+from recengine.data.text import item_documents
 from recengine.evaluation import metrics as M
 from recengine.evaluation.stats import mean_ci, paired_test
 from recengine.models import create_model, rerank
@@ -69,6 +78,16 @@ class Candidates:
     active_users: int
 
 
+@dataclass(frozen=True)
+class Space:
+    """Item vectors that MMR's similarity and intra-list diversity are computed over."""
+
+    name: str  # the key in the report
+    description: str
+    title: str  # the plot panel's
+    vectors: np.ndarray | sp.csr_matrix  # (n_items, d)
+
+
 def candidates(data_split: Split, genres: sp.csr_matrix, n_candidates: int) -> Candidates:
     model = create_model("ease").fit(data_split.train)
     items, scores = model.recommend(data_split.query, k=n_candidates, exclude_seen=True)
@@ -82,10 +101,10 @@ def candidates(data_split: Split, genres: sp.csr_matrix, n_candidates: int) -> C
     return Candidates(data_split, items, scores, genres, history, train.item_popularity(), active)
 
 
-def rerank_top(c: Candidates, name: str, value: float) -> np.ndarray:
-    """The top-K items of each user after re-ranker `name` at knob `value`."""
+def rerank_top(c: Candidates, name: str, value: float, vectors: np.ndarray | sp.csr_matrix) -> np.ndarray:
+    """The top-K items of each user after re-ranker `name` at knob `value` (MMR's similarity over `vectors`)."""
     if name == "mmr":
-        items, _ = rerank.mmr(c.items, c.scores, c.genres, K, lambda_=value)
+        items, _ = rerank.mmr(c.items, c.scores, vectors, K, lambda_=value)
     elif name == "category_cap":
         items, _ = rerank.category_cap(c.items, c.scores, c.genres, K, max_per_category=int(value))
     elif name == "calibrate":
@@ -97,12 +116,12 @@ def rerank_top(c: Candidates, name: str, value: float) -> np.ndarray:
     return items
 
 
-def per_user_metrics(c: Candidates, top: np.ndarray) -> dict[str, np.ndarray]:
+def per_user_metrics(c: Candidates, top: np.ndarray, vectors: np.ndarray | sp.csr_matrix) -> dict[str, np.ndarray]:
     truth = c.split.truth
     return {
         "ndcg": M.ndcg_at_k(top, truth, K),
         "recall": M.recall_at_k(top, truth, K),
-        "diversity": M.intra_list_diversity(top, c.genres),
+        "diversity": M.intra_list_diversity(top, vectors),
         "novelty": M.novelty(top, c.popularity, c.active_users),
     }
 
@@ -117,24 +136,34 @@ def summarize(c: Candidates, top: np.ndarray, values: dict[str, np.ndarray]) -> 
     return out
 
 
-def sweep(c: Candidates) -> tuple[dict[str, Any], list[dict[str, Any]], dict[tuple[str, float], dict]]:
-    """The baseline, one row per (re-ranker, knob value), and the per-user metrics of each row."""
+Sweep = tuple[dict[str, Any], list[dict[str, Any]], dict[tuple[str, float], dict]]
+
+
+def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
+    """Per space: the baseline, one row per (re-ranker, knob value), and the per-user metrics of each row."""
     base_top = c.items[:, :K]
-    base_values = per_user_metrics(c, base_top)
-    baseline = summarize(c, base_top, base_values)
-    rows, per_user = [], {("baseline", 0.0): base_values}
+    out: dict[str, Sweep] = {}
+    for space in spaces:
+        base_values = per_user_metrics(c, base_top, space.vectors)
+        out[space.name] = (summarize(c, base_top, base_values), [], {("baseline", 0.0): base_values})
     for name, (knob, values) in SWEEPS.items():
         for value in values:
-            start = time.perf_counter()
-            top = rerank_top(c, name, value)
-            seconds = time.perf_counter() - start
-            user_values = per_user_metrics(c, top)
-            summary = summarize(c, top, user_values)
-            change = {m: summary[m]["mean"] / baseline[m]["mean"] - 1.0 for m in METRICS}
-            rows.append({"reranker": name, "knob": knob, "value": value, "metrics": summary, "change": change,
-                         "rerank_seconds": seconds})
-            per_user[(name, value)] = user_values
-    return baseline, rows, per_user
+            top: np.ndarray | None = None
+            seconds = 0.0
+            for space in spaces:
+                # Only MMR reads the space's vectors: the other lists are computed once and measured in each space.
+                if top is None or name == "mmr":
+                    start = time.perf_counter()
+                    top = rerank_top(c, name, value, space.vectors)
+                    seconds = time.perf_counter() - start
+                baseline, rows, per_user = out[space.name]
+                user_values = per_user_metrics(c, top, space.vectors)
+                summary = summarize(c, top, user_values)
+                change = {m: summary[m]["mean"] / baseline[m]["mean"] - 1.0 for m in METRICS}
+                rows.append({"reranker": name, "knob": knob, "value": value, "metrics": summary, "change": change,
+                             "rerank_seconds": seconds})
+                per_user[(name, value)] = user_values
+    return out
 
 
 def choose(validation_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -199,9 +228,9 @@ def chosen_table(chosen: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(baseline: dict[str, Any], rows: list[dict[str, Any]], chosen: list[dict[str, Any]], path: Path,
-         title: str) -> None:
-    fig, ax = plt.subplots(figsize=(8.5, 6), dpi=130)
+def plot_space(ax: Any, baseline: dict[str, Any], rows: list[dict[str, Any]], chosen: list[dict[str, Any]],
+               space: Space) -> None:
+    """One panel: NDCG@20 against ILD@20 in `space`, a line per re-ranker through its knob values."""
     base_x, base_y = baseline["diversity"]["mean"], baseline["ndcg"]["mean"]
     for i, name in enumerate(SWEEPS):
         line = [r for r in rows if r["reranker"] == name]
@@ -230,11 +259,19 @@ def plot(baseline: dict[str, Any], rows: list[dict[str, Any]], chosen: list[dict
     ax.set_ylim(top=high_y)
     ax.scatter([base_x], [base_y], marker="*", s=260, color="black", zorder=5, label="EASE top 20, no re-ranking")
     ax.scatter([], [], s=110, facecolors="none", edgecolors="0.3", label="setting chosen on validation")
-    ax.set_xlabel("intra-list diversity@20 (mean pairwise genre cosine distance)")
-    ax.set_ylabel("NDCG@20")
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"intra-list diversity@20 in the {space.name} space (mean pairwise cosine distance)")
+    ax.set_title(space.title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.4, 0.01))
+
+
+def plot(panels: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], Space]], path: Path,
+         title: str) -> None:
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6), dpi=130, sharey=True, squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        plot_space(ax, *panel)
+    axes[0, 0].set_ylabel("NDCG@20")  # the panels share it
+    axes[0, 0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.3, 0.01))
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -258,29 +295,27 @@ def load(data: str | None) -> Dataset:
     return bundled_movielens() if data is None else load_movielens(data)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="a MovieLens latest-small directory (default: the bundled copy)")
-    parser.add_argument("--candidates", type=int, default=100, help="EASE candidates per user to re-rank")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diversity.json"))
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "diversity_tradeoff.png"))
-    args = parser.parse_args()
-    start = time.perf_counter()
-
-    dataset = load(args.data)
-    test_split = split(dataset, "temporal-user")
-    validation = validation_split(test_split)
-    genres = test_split.train.category_matrix()
-    if genres is None:
+def item_spaces(train: Dataset, encoder: str) -> list[Space]:
+    """The genre space, and the text-embedding space of each item's document (title, genres, tags)."""
+    genres = train.category_matrix()
+    if genres is None or train.item_features is None:
         raise SystemExit("the dataset has no genres to measure diversity over")
+    encoder = resolve_encoder(encoder)
+    embeddings = text_embeddings(item_documents(train.item_features), encoder)
+    encoded_by, short = (("MiniLM (all-MiniLM-L6-v2) sentence embeddings", "MiniLM") if encoder == "minilm"
+                         else ("TF-IDF reduced by truncated SVD (LSA)", "TF-IDF/LSA"))
+    return [
+        Space("genre", "genre one-hot (Dataset.category_matrix)",
+              "genre space: MMR and ILD over genre one-hots", genres),
+        Space("embedding", f"{encoded_by}, {embeddings.shape[1]} dimensions, of each item's title, genres and tags",
+              f"embedding space: MMR and ILD over {short} embeddings of title, genres and tags", embeddings),
+    ]
 
-    results: dict[str, Any] = {}
-    per_user: dict[str, dict[tuple[str, float], dict]] = {}
-    for role, data_split in (("validation", validation), ("test", test_split)):
-        c = candidates(data_split, genres, args.candidates)
-        baseline, rows, per_user[role] = sweep(c)
-        results[role] = {"users": data_split.n_users, "baseline": baseline, "sweep": rows}
 
+def space_report(space: Space, results: dict[str, Any], per_user: dict[str, dict[tuple[str, float], dict]],
+                 ) -> dict[str, Any]:
+    """One space's validated choices measured on test, whether they meet the target, and what the test sweep
+    would have allowed (read off after the choice, for the record only: no choice depends on it)."""
     chosen = []
     test_rows = {(r["reranker"], r["value"]): r for r in results["test"]["sweep"]}
     base_ndcg = per_user["test"][("baseline", 0.0)]["ndcg"]
@@ -291,38 +326,77 @@ def main() -> None:
                        "validation": {"metrics": row["metrics"], "change": row["change"]},
                        "test": {"metrics": test_row["metrics"], "change": test_row["change"]},
                        "paired_ndcg": paired.to_dict(), "meets_target": meets_target(test_row)})
-    met = any(c["meets_target"] for c in chosen)
-    # Read off the test sweep after the choice, for the record only: no choice depends on it.
     met_post_hoc = [f"{r['reranker']} {_value(r)}" for r in results["test"]["sweep"] if meets_target(r)]
     best_within_loss = {name: max((r for r in results["test"]["sweep"]
                                    if r["reranker"] == name and r["change"]["ndcg"] >= -MAX_NDCG_LOSS),
                                   key=lambda r: r["change"]["diversity"])["change"]["diversity"]
                         for name in SWEEPS}
+    return {
+        "item_vectors": space.description,
+        "target": {"diversity_gain": TARGET_DIVERSITY_GAIN, "max_ndcg_loss": MAX_NDCG_LOSS,
+                   "met": any(c["meets_target"] for c in chosen), "met_on_test_sweep_post_hoc": met_post_hoc,
+                   "best_test_diversity_gain_within_loss_post_hoc": best_within_loss},
+        "chosen": chosen, **results,
+    }
+
+
+def print_space(space: Space, report: dict[str, Any]) -> None:
+    test, target = report["test"], report["target"]
+    print(f"# {space.name} space: MMR similarity and ILD over {space.description}\n")
+    print(f"## Whole sweep on the test split ({test['users']} users; Δ = relative change vs. no re-ranking)\n")
+    print(sweep_table(test["baseline"], test["sweep"]))
+    print("\n## Settings chosen on validation (≤ 5% NDCG@20 loss there), measured on test\n")
+    print(chosen_table(report["chosen"]))
+    print(f"\ntarget (a chosen setting with ILD@20 ≥ +20% and NDCG@20 ≥ −5% on test): "
+          f"{'met' if target['met'] else 'NOT met'}")
+    print("settings meeting it on the test sweep, read off after the choice: "
+          f"{', '.join(target['met_on_test_sweep_post_hoc']) or 'none'}")
+    print("largest ILD gain within 5% NDCG loss on the test sweep (post hoc): "
+          + ", ".join(f"{n} {_pct(g)}" for n, g in target["best_test_diversity_gain_within_loss_post_hoc"].items())
+          + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="a MovieLens latest-small directory (default: the bundled copy)")
+    parser.add_argument("--candidates", type=int, default=100, help="EASE candidates per user to re-rank")
+    parser.add_argument("--encoder", default="minilm", choices=("minilm", "tfidf"),
+                        help="text encoder of the embedding space (see recengine.data.embeddings)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diversity.json"))
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "diversity_tradeoff.png"))
+    args = parser.parse_args()
+    start = time.perf_counter()
+
+    dataset = load(args.data)
+    test_split = split(dataset, "temporal-user")
+    validation = validation_split(test_split)
+    spaces = item_spaces(test_split.train, args.encoder)
+    genres = spaces[0].vectors
+
+    results: dict[str, dict[str, Any]] = {space.name: {} for space in spaces}
+    per_user: dict[str, dict[str, dict[tuple[str, float], dict]]] = {space.name: {} for space in spaces}
+    for role, data_split in (("validation", validation), ("test", test_split)):
+        c = candidates(data_split, genres, args.candidates)
+        for name, (baseline, rows, values) in sweep(c, spaces).items():
+            results[name][role] = {"users": data_split.n_users, "baseline": baseline, "sweep": rows}
+            per_user[name][role] = values
+    reports = {space.name: space_report(space, results[space.name], per_user[space.name]) for space in spaces}
     seconds = time.perf_counter() - start
 
     title = (f"{dataset.name}, temporal-user test split: EASE top-{args.candidates} re-ranked to top {K} "
-             f"({results['test']['users']} users)")
-    plot(results["test"]["baseline"], results["test"]["sweep"], chosen, Path(args.plot), title)
-
-    print(f"## Whole sweep on the test split ({results['test']['users']} users; Δ = relative change vs. no "
-          "re-ranking)\n")
-    print(sweep_table(results["test"]["baseline"], results["test"]["sweep"]))
-    print("\n## Settings chosen on validation (≤ 5% NDCG@20 loss there), measured on test\n")
-    print(chosen_table(chosen))
-    print(f"\ntarget (a chosen setting with ILD@20 ≥ +20% and NDCG@20 ≥ −5% on test): {'met' if met else 'NOT met'}")
-    print(f"settings meeting it on the test sweep, read off after the choice: {', '.join(met_post_hoc) or 'none'}")
-    print("largest ILD gain within 5% NDCG loss on the test sweep (post hoc): "
-          + ", ".join(f"{n} {_pct(g)}" for n, g in best_within_loss.items()))
-    print(f"\n{seconds:.0f} s on {os.cpu_count()} cores; wrote {args.out} and {args.plot}")
+             f"({test_split.n_users} users)")
+    plot([(reports[s.name]["test"]["baseline"], reports[s.name]["test"]["sweep"], reports[s.name]["chosen"], s)
+          for s in spaces], Path(args.plot), title)
+    for space in spaces:
+        print_space(space, reports[space.name])
+    print(f"{seconds:.0f} s on {os.cpu_count()} cores; wrote {args.out} and {args.plot}")
 
     report = {
         "dataset": dataset.name, "protocol": "temporal-user", "model": "ease (shipped defaults)",
-        "candidates": args.candidates, "k": K, "item_vectors": "genre one-hot (Dataset.category_matrix)",
-        "selection": f"per re-ranker, max ILD@{K} gain on validation with NDCG@{K} loss <= {MAX_NDCG_LOSS:.0%}",
-        "target": {"diversity_gain": TARGET_DIVERSITY_GAIN, "max_ndcg_loss": MAX_NDCG_LOSS, "met": met,
-                   "met_on_test_sweep_post_hoc": met_post_hoc,
-                   "best_test_diversity_gain_within_loss_post_hoc": best_within_loss},
-        "chosen": chosen, **results,
+        "candidates": args.candidates, "k": K,
+        "selection": f"per re-ranker and space, max ILD@{K} gain on validation with NDCG@{K} loss <= "
+                     f"{MAX_NDCG_LOSS:.0%}",
+        "spaces": reports,
         "environment": {"python": platform.python_version(), "numpy": np.__version__, "cores": os.cpu_count(),
                         "machine": platform.machine()},
         "seconds": seconds,

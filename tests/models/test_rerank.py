@@ -47,14 +47,40 @@ def test_category_cap_respects_limit_and_fills_when_it_cannot():
     items = np.array([[0, 1, 4, 2, 3]])
     scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
     out, out_scores = category_cap(items, scores, CATEGORIES, k=3, max_per_category=1)
-    # 0 takes category 0; 1, 4 and 2 all need category 0; 3 is category 1; then fill with the best skipped (1)
+    # 0 takes category 0; 1, 4 and 2 all need category 0; 3 is category 1; under a cap of 2, 1 fits first
     np.testing.assert_array_equal(out, [[0, 3, 1]])
     np.testing.assert_array_equal(out_scores, [[5.0, 1.0, 4.0]])
     out, _ = category_cap(items, scores, CATEGORIES, k=4, max_per_category=2)
-    # 0, 1 fill category 0; 4 is also category 0 -> skipped; 2 skipped; 3 fits; fill with 4
+    # 0, 1 fill category 0; 4 is also category 0 -> skipped; 2 skipped; 3 fits; under a cap of 3, 4 fits first
     np.testing.assert_array_equal(out, [[0, 1, 3, 4]])
     counts = CATEGORIES[out[0, :3]].sum(axis=0)
     assert counts.max() <= 2
+
+
+# Three genres: items 0-3 are genre A, 4-5 genre B, 6 genre C.
+GENRES_ABC = sp.csr_matrix(np.eye(3, dtype=np.float32)[[0, 0, 0, 0, 1, 1, 2]])
+
+
+def test_category_cap_relaxes_the_cap_one_step_at_a_time():
+    # Relevance favours genre A: a1 a2 a3 b1 b2.
+    items = np.array([[0, 1, 2, 4, 5]])
+    scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    out, out_scores = category_cap(items, scores, GENRES_ABC, k=4, max_per_category=1)
+    # Cap 1 takes a1, b1. Filling with the best skipped would add a2, a3 (3 x A + 1 x B); the pass under a
+    # cap of 2 adds a2, skips a3 (A is full again) and adds b2: 2 x A + 2 x B, each pass in relevance order.
+    np.testing.assert_array_equal(out, [[0, 4, 1, 5]])
+    np.testing.assert_array_equal(out_scores, [[5.0, 2.0, 4.0, 1.0]])
+    np.testing.assert_array_equal(GENRES_ABC[out[0]].sum(axis=0), [[2, 2, 0]])
+
+
+def test_category_cap_relaxes_over_several_passes_and_stops_when_full():
+    items = np.array([[0, 1, 2, 3, 4, 5, 6], [6, 0, 1, 2, 3, -1, -1]])
+    scores = np.array([[7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], [5.0, 4.0, 3.0, 2.0, 1.0, NEG, NEG]])
+    out, _ = category_cap(items, scores, GENRES_ABC, k=6, max_per_category=1)
+    # Row 0: cap 1 takes a1 b1 c1, cap 2 a2 b2, cap 3 a3; the list is full before a4 (the old fallback gave 4 x A).
+    # Row 1: c1 a1 under cap 1, then one A per pass (caps 2, 3, 4) until the five candidates are used up.
+    np.testing.assert_array_equal(out, [[0, 4, 6, 1, 5, 2], [6, 0, 1, 2, 3, -1]])
+    np.testing.assert_array_equal(GENRES_ABC[out[0]].sum(axis=0), [[3, 2, 1]])
 
 
 def test_category_cap_large_cap_is_identity_and_padding():

@@ -166,38 +166,48 @@ def _cap_rows(items, valid, order, indptr, indices, n_categories, k, cap, picks)
     for u in numba.prange(n_users):
         counts = np.zeros(n_categories, dtype=np.int64)
         taken = np.zeros(n_candidates, dtype=np.bool_)
+        n_valid = 0
+        for position in range(n_candidates):
+            n_valid += valid[u, position]
         filled = 0
-        for j in range(n_candidates):
-            position = order[u, j]
-            if filled == k or not valid[u, position]:
-                break  # order puts the invalid entries last
-            item = items[u, position]
-            fits = True
-            for p in range(indptr[item], indptr[item + 1]):
-                if counts[indices[p]] >= cap:
-                    fits = False
-                    break
-            if fits:
-                for p in range(indptr[item], indptr[item + 1]):
-                    counts[indices[p]] += 1
-                picks[u, filled] = position
-                taken[position] = True
-                filled += 1
-        for j in range(n_candidates):  # the cap cannot be met: fill with the best of the rest
-            position = order[u, j]
-            if filled == k or not valid[u, position]:
+        # One pass per cap value, each best first over the candidates not yet taken. A pass at limit >= k takes
+        # every remaining candidate (no category can hold k picks before the list is full), so the last pass
+        # fills the list whenever there are enough candidates.
+        for limit in range(cap, max(cap, k) + 1):
+            if filled == k or filled == n_valid:
                 break
-            if not taken[position]:
-                picks[u, filled] = position
-                filled += 1
+            for j in range(n_candidates):
+                position = order[u, j]
+                if filled == k or not valid[u, position]:
+                    break  # order puts the invalid entries last
+                if taken[position]:
+                    continue
+                item = items[u, position]
+                fits = True
+                for p in range(indptr[item], indptr[item + 1]):
+                    if counts[indices[p]] >= limit:
+                        fits = False
+                        break
+                if fits:
+                    for p in range(indptr[item], indptr[item + 1]):
+                        counts[indices[p]] += 1
+                    picks[u, filled] = position
+                    taken[position] = True
+                    filled += 1
 
 
 def category_cap(
     items: np.ndarray, scores: np.ndarray, categories: sp.spmatrix, k: int, max_per_category: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Walk the candidates best first and keep an item unless one of its categories already holds
-    max_per_category picks (an item counts toward each of its categories). If fewer than k items fit, the best
-    skipped ones fill the remaining slots, after the capped ones. Returns (items, original scores), (n_users, k)."""
+    max_per_category picks (an item counts toward each of its categories).
+
+    If fewer than k items fit, the cap is relaxed one step at a time: the skipped candidates are walked again,
+    best first, under max_per_category + 1, then + 2, and so on until the list is full. Each pass's picks
+    follow the previous pass's, so the list is ordered by pass, then by relevance. Filling the leftover slots
+    this way keeps them as spread over the categories as the candidates allow, instead of handing them to the
+    best skipped candidates, which are the ones from the most crowded categories. Returns (items, original
+    scores), (n_users, k)."""
     if isinstance(max_per_category, bool) or not isinstance(max_per_category, int | np.integer) \
             or max_per_category < 1:
         raise ConfigError(f"max_per_category must be a positive integer; got {max_per_category!r}")
