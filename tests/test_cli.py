@@ -231,3 +231,56 @@ def test_profile_without_item_features_and_bad_requests_exit_2(tmp_path, train_c
     assert "--model-dir" in capsys.readouterr().err
     assert run("profile", "u0", "--model-dir", model_with_genres, "--events", path) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_ingest_detects_kinds_and_export_writes_back(tmp_path, train_csv, capsys, monkeypatch):
+    from recengine.store import Store
+
+    path, frame = train_csv
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"item": ["i0", "i1", "cold"], "title": ["A", "B", "C"], "genres": ["x|y", "y", ""]}).to_csv(
+        items, index=False)
+    users = tmp_path / "users.jsonl"
+    pd.DataFrame({"user": ["u0", "new"], "age": [30, 40]}).to_json(users, orient="records", lines=True)
+    monkeypatch.setenv("RECENGINE_STORE", f"sqlite:///{tmp_path / 'env.db'}")  # the default store
+    assert run("ingest", path, items, users) == 0
+    err = capsys.readouterr().err.replace("\n", "")
+    assert f"{len(frame):,} events" in err and "events/s" in err and "3 items" in err and "2 users" in err
+    with Store.open() as store:
+        counts = store.counts()
+        snapshot = store.snapshot()
+    assert counts["events"] == len(frame) and counts["items"] == frame["item"].nunique() + 1
+    assert snapshot.item_features.loc["i0", "genres"] == ["x", "y"] and "cold" in snapshot.items
+    out = tmp_path / "events.parquet"
+    assert run("export", "--what", "events", "--out", out) == 0
+    back = pd.read_parquet(out)
+    assert len(back) == len(frame) and set(back.columns) == {"user", "item", "timestamp", "rating"}
+    assert run("export", "--what", "items", "--out", tmp_path / "items-out.csv") == 0
+    assert pd.read_csv(tmp_path / "items-out.csv").set_index("item").loc["i0", "genres"] == "x|y"
+
+
+def test_ingest_column_mapping_kind_and_bad_input_exit_2(tmp_path, capsys):
+    from recengine.store import Store
+
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    renamed = tmp_path / "ratings.csv"
+    renamed.write_text("userId,movieId,ts\n1,10,100\n2,10,oops\n2,11,102\n")
+    assert run("ingest", renamed, "--store", store, "--columns", "user=userId,item=movieId,timestamp=ts") == 2
+    assert "ratings.csv, line 3: unparsable timestamp" in capsys.readouterr().err.replace("\n", "")
+    rejects = tmp_path / "rejects.csv"
+    assert run("ingest", renamed, "--store", store, "--columns", "user=userId,item=movieId,timestamp=ts",
+               "--reject-file", rejects) == 0
+    assert "1 bad rows" in capsys.readouterr().err.replace("\n", "") and len(pd.read_csv(rejects)) == 1
+    odd = tmp_path / "odd.csv"
+    odd.write_text("a,b\n1,2\n")
+    assert run("ingest", odd, "--store", store) == 2
+    assert "--kind" in capsys.readouterr().err.replace("\n", "")
+    people = tmp_path / "people.csv"
+    people.write_text("userId,movieId\n1,10\n3,11\n")  # would be items by its columns
+    assert run("ingest", people, "--store", store, "--kind", "users", "--columns", "user=userId") == 0
+    assert "2 users" in capsys.readouterr().err
+    with Store.open(store) as opened:
+        assert "3" in opened.users().index
+    assert run("ingest", renamed, "--store", "nonsense") == 2
+    assert "not a store URL" in capsys.readouterr().err.replace("\n", "")
+    assert run("export", "--store", store, "--out", tmp_path / "e.xlsx") == 2

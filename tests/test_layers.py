@@ -1,4 +1,5 @@
-"""Imports flow one way: core → data → models → evaluation; the wiring modules (cli, demo) sit on top."""
+"""Imports flow one way: core → data → models → evaluation, and core → data → store; the wiring modules (cli,
+demo) sit on top."""
 
 import ast
 from pathlib import Path
@@ -16,6 +17,7 @@ ALLOWED = {
     "testing": CORE | {"data", "models"},
     "profiles": CORE | {"data", "models"},
     "trained": CORE | {"data", "models", "profiles"},
+    "store": CORE | {"data"},
 }
 
 

@@ -330,6 +330,35 @@ def cmd_segments(args: argparse.Namespace) -> None:
         console.print(f"{unplaced:,} user(s) have no categorised items and are in no segment")
 
 
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from recengine.data.sources import column_fields
+    from recengine.store import Store
+    from recengine.store.ingest import ingest_file
+
+    if args.reject_file and len(args.files) > 1:
+        raise ConfigError("--reject-file takes one file; ingest files with bad rows one at a time")
+    columns = column_fields(args.columns)
+    with Store.open(args.store) as store:
+        # Each file is its own transaction: those before a bad file stay loaded, and the lines above say so.
+        for path in args.files:
+            report = ingest_file(store, path, kind=args.kind, columns=columns, reject_path=args.reject_file)
+            rate = f" ({report.rows / report.seconds:,.0f} {report.kind}/s)" if report.seconds > 0 else ""
+            rejected = f", {report.rejected:,} bad rows → {report.reject_path}" if report.rejected else ""
+            console.print(f"{path}: {report.rows:,} {report.kind} in {report.seconds:.2f}s{rate}{rejected}",
+                          highlight=False)
+        counts = store.counts()
+    console.print(f"{store.url}: {counts['users']:,} users, {counts['items']:,} items, {counts['events']:,} events",
+                  highlight=False)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from recengine.store import Store
+
+    with Store.open(args.store) as store:
+        rows = store.export(args.out, what=args.what, format=args.format)
+    console.print(f"{rows:,} {args.what} → {args.out}", highlight=False)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from recengine.demo import run_demo
 
@@ -422,6 +451,25 @@ def build_parser() -> argparse.ArgumentParser:
     users_data_options(p)
     p.add_argument("--n", type=int, default=8, help="number of segments")
     p.set_defaults(run=cmd_segments)
+
+    store_help = "store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST/DB (default: " \
+                 "$RECENGINE_STORE, else sqlite:///recengine.db)"
+    p = sub.add_parser("ingest", help="bulk-load event, item and user files into the store")
+    p.add_argument("files", nargs="+", help="CSV/TSV/Parquet/JSON lines files, each loaded in one transaction")
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--kind", default="auto", choices=["auto", "events", "items", "users"],
+                   help="what the files hold (auto: from their columns)")
+    p.add_argument("--columns", help="column mapping, e.g. user=userId,item=movieId,timestamp=ts (user and item "
+                                     "also name the id columns of item and user files)")
+    p.add_argument("--reject-file", help="write bad event rows here instead of stopping at the first one")
+    p.set_defaults(run=cmd_ingest)
+
+    p = sub.add_parser("export", help="write the store's events, items or users to CSV or Parquet")
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--what", default="events", choices=["events", "items", "users"])
+    p.add_argument("--out", required=True, help="file to write (.csv or .parquet)")
+    p.add_argument("--format", choices=["csv", "parquet"], help="default: from the --out extension")
+    p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard and recommendations")
     p.add_argument("--users", type=int, default=3, help="how many users to show recommendations for")

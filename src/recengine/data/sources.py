@@ -49,7 +49,15 @@ def load_events_file(path: str, *, columns: str | None = None, items: str | None
                      reject_path: str | None = None) -> Dataset:
     """An events file with an optional column mapping written as "user=userId,item=movieId,..."; fields not
     named there are read from columns with their canonical names (user, item, timestamp, rating, ...)."""
-    from recengine.data.readers import ColumnMapping, load_dataset
+    from recengine.data.readers import load_dataset
+
+    return load_dataset(path, items=items, columns=column_fields(columns),
+                        on_error="reject" if reject_path else "raise", reject_path=reject_path)
+
+
+def column_fields(columns: str | None) -> dict[str, str | None]:
+    """--columns "user=userId,item=movieId,rating=" → {field: source column}; an empty column unmaps the field."""
+    from recengine.data.readers import ColumnMapping
 
     fields: dict[str, str | None] = {}
     for pair in columns.split(",") if columns else []:
@@ -58,5 +66,4 @@ def load_events_file(path: str, *, columns: str | None = None, items: str | None
             raise ConfigError(f"--columns {pair!r}: write field=column with field one of "
                               f"{', '.join(ColumnMapping.__dataclass_fields__)}")
         fields[key] = value or None
-    return load_dataset(path, items=items, columns=fields, on_error="reject" if reject_path else "raise",
-                        reject_path=reject_path)
+    return fields
