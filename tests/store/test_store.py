@@ -314,3 +314,12 @@ def test_acknowledged_events_survive_sigkill(tmp_path):
         counts = store.events().groupby("timestamp").size()
     assert set(range(acknowledged + 1)) <= set(counts.index)
     assert (counts == 50).all()  # and never half a batch
+
+
+def test_a_snapshot_of_mixed_feedback_leaves_partial_columns_out_and_says_so(store, caplog):
+    store.add_events(event_frame(20))
+    store.add_events(pd.DataFrame({"user": ["u1"], "item": ["i1"], "timestamp": [1], "weight": [3.0]}))
+    snap = store.snapshot()
+    assert snap.rating is None and snap.event is None and snap.n_interactions == 21
+    assert "1 of 21 events have no rating" in caplog.text
+    assert snap.weight[snap.timestamp == 1][0] == 3.0
