@@ -119,7 +119,8 @@ def test_report_to_dict_is_strict_json():
     back = json.loads(text)
     assert back["metrics"]["hr@1"] == pytest.approx(0.75) and back["protocol"] == "loo"
     assert back["intervals"]["hr@1"][0] < 0.75 and back["per_user"]["hr@1"] == [1, 0, 1, 1]
-    assert back["params"] == {"half_life_days": 0.0}
+    assert back["params"] == {"half_life_days": 0.0, "category_prior": False, "tie_break": "index",
+                              "random_state": 42}
 
 
 def test_leaderboard_sorts_and_compare_pairs_users():
