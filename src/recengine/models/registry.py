@@ -1,4 +1,5 @@
-"""Model registry: every Recommender subclass with a ``name`` in a module of recengine.models is a model.
+"""Model registry: every Recommender subclass with a ``name`` in a module of recengine.models (or of a subpackage
+such as ``neural``) is a model; modules whose names start with "_" are helpers and are not imported here.
 
 Adding a model is adding one module; nothing here lists them.
 """
@@ -26,9 +27,11 @@ def _all_subclasses(cls: type) -> list[type]:
 
 def available_models() -> dict[str, type[Recommender]]:
     """{name: class} of every registered model, sorted by name."""
-    for module in pkgutil.iter_modules(models_package.__path__):
-        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
-            importlib.import_module(f"recengine.models.{module.name}")
+    prefix = f"{models_package.__name__}."
+    for module in pkgutil.walk_packages(models_package.__path__, prefix):
+        parts = module.name.removeprefix(prefix).split(".")
+        if parts[0] not in _INFRASTRUCTURE and not any(part.startswith("_") for part in parts):
+            importlib.import_module(module.name)
     found = {c.name: c for c in _all_subclasses(Recommender) if c.name}
     return dict(sorted(found.items()))
 

@@ -1,0 +1,105 @@
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recengine.data import Dataset, Histories, Vocabulary
+from recengine.errors import ConfigError, DataError, NotSupportedError
+from recengine.models import Recommender, neural
+from recengine.models.neural.sasrec import SASRec
+
+N_ITEMS = 30
+
+
+def successor_data(n_users: int = 200, seed: int = 0) -> Dataset:
+    """Every user walks the items in order: item i is always followed by item i + 1 (mod N_ITEMS)."""
+    rng = np.random.default_rng(seed)
+    starts, lengths = rng.integers(0, N_ITEMS, n_users), rng.integers(3, 12, n_users)
+    rows = [(f"u{u}", str((s + t) % N_ITEMS), t) for u, (s, n) in enumerate(zip(starts, lengths, strict=True))
+            for t in range(n)]
+    return Dataset.from_events(pd.DataFrame(rows, columns=["user", "item", "timestamp"]),
+                               items=Vocabulary([str(i) for i in range(N_ITEMS)]))
+
+
+def tiny(**params) -> SASRec:
+    return SASRec(**{"hidden": 16, "dropout": 0.1, "lr": 5e-3, "batch_size": 32, "epochs": 15, "patience": 0,
+                     "device": "cpu", **params})
+
+
+@pytest.fixture(scope="module")
+def fitted() -> SASRec:
+    return tiny().fit(successor_data())
+
+
+def test_learns_the_next_item(fitted):
+    histories = Histories.from_lists([[(i - 2) % N_ITEMS, (i - 1) % N_ITEMS, i] for i in range(N_ITEMS)], N_ITEMS)
+    top = fitted.recommend(histories, k=1)[0][:, 0]
+    assert (top == (np.arange(N_ITEMS) + 1) % N_ITEMS).mean() >= 0.9
+
+
+def test_a_new_event_changes_the_next_item_without_refitting(fitted):
+    before = fitted.recommend(Histories.from_lists([[3, 4, 5]], N_ITEMS), k=1)[0][0, 0]
+    after = fitted.recommend(Histories.from_lists([[3, 4, 5, 20]], N_ITEMS), k=1)[0][0, 0]
+    assert (before, after) == (6, 21)
+
+
+def test_scores_do_not_depend_on_the_batch_or_padding(fitted):
+    alone = fitted.score(Histories.from_lists([[7, 8]], N_ITEMS))
+    batched = fitted.score(Histories.from_lists([list(range(N_ITEMS)) * 3, [7, 8], []], N_ITEMS))
+    np.testing.assert_allclose(batched[1:2], alone, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(batched).all(), "an empty history scores from padding alone, with finite numbers"
+
+
+def test_similar_items_are_embedding_neighbours(fitted):
+    items, scores = fitted.similar_items(np.array([4, 9]), k=3)
+    assert items.shape == (2, 3) and not np.isin(items[0], [4]).any() and (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_save_and_load_give_identical_scores(fitted, tmp_path):
+    fitted.save(tmp_path)
+    loaded = Recommender.load(tmp_path)
+    h = successor_data().histories()
+    np.testing.assert_array_equal(loaded.score(h), fitted.score(h))
+
+
+def test_a_seed_makes_fitting_deterministic():
+    data = successor_data(60)
+    a, b = tiny(epochs=2).fit(data), tiny(epochs=2).fit(data)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    assert not np.array_equal(a.weights_, tiny(epochs=2, random_state=1).fit(data).weights_)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    model = tiny(epochs=6, patience=2).fit(successor_data())
+    curve = model.validation_ndcg_
+    assert 1 <= len(curve) <= 6 and model.best_epoch_ == int(np.argmax(curve)) + 1
+    assert max(curve) > 0.5, "the planted successor is easy to rank first on validation"
+
+
+def test_sampled_softmax_learns_too():
+    model = tiny(loss="sampled", negatives=8, epochs=20).fit(successor_data())
+    top = model.recommend(Histories.from_lists([[3, 4, 5], [10, 11]], N_ITEMS), k=1)[0][:, 0]
+    np.testing.assert_array_equal(top, [6, 12])
+
+
+def test_parameter_mistakes_say_what_to_do():
+    with pytest.raises(ConfigError, match="multiple of heads"):
+        tiny(hidden=10, heads=3).fit(successor_data(20))
+    with pytest.raises(DataError, match="patience=0"):
+        tiny(patience=3).fit(Dataset.from_events(pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"],
+                                                               "timestamp": [0, 1]})))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_a_gpu_is_a_config_error():
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        tiny(device="cuda").fit(successor_data(20))
+
+
+def test_without_torch_fitting_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "recengine.models.neural._training", raising=False)
+    monkeypatch.delattr(neural, "_training", raising=False)
+    with pytest.raises(NotSupportedError, match=r"recengine\[text\]"):
+        tiny().fit(successor_data(20))
