@@ -241,13 +241,6 @@ class ItemItemModel(Recommender):
         out = out.toarray() if sp.issparse(out) else np.asarray(out)
         return out.astype(np.float32, copy=False)
 
-    def _check_items(self, items: np.ndarray) -> np.ndarray:
-        items = np.atleast_1d(np.asarray(items))
-        if not np.issubdtype(items.dtype, np.integer) or (len(items) and (
-                items.min() < 0 or items.max() >= self.n_items_)):
-            raise DataError(f"items must be internal item indices in [0, {self.n_items_})")
-        return items.astype(np.int64)
-
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The k items with the largest weights next to each given item (itself excluded), best first.
 

@@ -160,6 +160,13 @@ class Recommender:
         if histories is not None and histories.n_items != self.n_items_:
             raise DataError(f"histories are over {histories.n_items} items but the model knows {self.n_items_}")
 
+    def _check_items(self, items: np.ndarray) -> np.ndarray:
+        items = np.atleast_1d(np.asarray(items))
+        if not np.issubdtype(items.dtype, np.integer) or (len(items) and (
+                items.min() < 0 or items.max() >= self.n_items_)):
+            raise DataError(f"items must be internal item indices in [0, {self.n_items_})")
+        return items.astype(np.int64)
+
     def _check_item(self, item: int) -> int:
         if isinstance(item, bool) or not isinstance(item, int | np.integer) or not 0 <= item < self.n_items_:
             raise DataError(f"item {item!r} is not an internal item index in [0, {self.n_items_})")
