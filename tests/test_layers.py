@@ -18,6 +18,7 @@ ALLOWED = {
     "profiles": CORE | {"data", "models"},
     "trained": CORE | {"data", "models", "profiles"},
     "store": CORE | {"data"},
+    "serving": CORE | {"data", "models", "store", "evaluation", "trained", "profiles"},
 }
 
 

@@ -135,7 +135,7 @@ class TrainedModel:
         frame = self._frame(np.asarray(user_ids, dtype=object), items, scores, source)
         if explain:
             rows, _ = np.nonzero(items != PAD_ITEM)
-            reasons = [self._explanation(user_ids[r], h[[r]], int(i), 3)
+            reasons = [self.explain_history(user_ids[r], h[[r]], int(i), 3)
                        for r, i in zip(rows, items[items != PAD_ITEM], strict=True)]
             frame["reason"] = [e["reason"] for e in reasons]
             frame["text"] = [e["text"] for e in reasons]
@@ -158,7 +158,7 @@ class TrainedModel:
                 raise DataError("this model's data has no item categories (genres); onboard with liked items")
             unknown = [c for c in categories if not len(self._category_members(str(c)))]
             if unknown:
-                raise DataError(f"unknown categories {unknown}; known: {', '.join(sorted(self._cache['members']))}")
+                raise DataError(f"unknown categories {unknown}; known: {', '.join(sorted(self.category_members()))}")
             members = np.unique(np.concatenate([self._category_members(str(c)) for c in categories]))
             allowed = sp.csr_matrix((np.ones(len(members), np.float32), members, [0, len(members)]),
                                     shape=(1, n_items))
@@ -170,7 +170,7 @@ class TrainedModel:
             items, scores = self.model.recommend(history, k, candidates=allowed)
             source = "model"
         else:
-            popularity, source = self._group_popularity(attributes)
+            popularity, source = self.group_popularity(attributes)
             scores_all = np.asarray(popularity, dtype=np.float32)[None, :].copy()
             if allowed is not None:
                 keep_only(scores_all, allowed)
@@ -178,7 +178,7 @@ class TrainedModel:
         frame = self._frame(np.array(["new"], dtype=object), items, scores,
                             np.array([source], dtype=object)).drop(columns="user")
         if explain:
-            reasons = [self._explanation("new", history, int(i), 3) for i in items[0][items[0] != PAD_ITEM]]
+            reasons = [self.explain_history("new", history, int(i), 3) for i in items[0][items[0] != PAD_ITEM]]
             if source != "model":  # the group's popularity, not the global one, ranked these
                 for reason in reasons:
                     reason.update(reason="popular", text=self._sentence("popular", reason["details"], []))
@@ -186,7 +186,7 @@ class TrainedModel:
             frame["text"] = [r["text"] for r in reasons]
         return frame
 
-    def _group_popularity(self, attributes: dict[str, object] | None) -> tuple[np.ndarray, str]:
+    def group_popularity(self, attributes: dict[str, object] | None) -> tuple[np.ndarray, str]:
         """Distinct users per item, over everyone or over the users whose attributes all match."""
         if not attributes:
             return self._popularity(), "popular"
@@ -248,9 +248,10 @@ class TrainedModel:
         """Why `item_id` scores as it does for `user_id`: the reason kind, a sentence for people, and the
         history items that drove the score with their contributions."""
         h = self.histories_for([user_id])
-        return self._explanation(str(user_id), h, int(self.dataset.items.index(item_id)), top)
+        return self.explain_history(str(user_id), h, int(self.dataset.items.index(item_id)), top)
 
-    def _explanation(self, user: str, history: Histories, item: int, top: int) -> dict:
+    def explain_history(self, user: str, history: Histories, item: int, top: int) -> dict:
+        """explain for any history (a live one, with events after training): `item` is an internal index."""
         if history.lengths[0] == 0:
             explanation = self.fallback.explain(history, item, top=top)
         else:
@@ -301,16 +302,22 @@ class TrainedModel:
         value = None if column is None else self.dataset.item_features[column].iloc[item]
         return [str(v) for v in value] if isinstance(value, list | tuple | np.ndarray) else []
 
-    def _category_members(self, category: str) -> np.ndarray:
-        """Internal indices of the items in a category (cached for all categories at first use)."""
+    def category_members(self) -> dict[str, np.ndarray]:
+        """Internal indices of the items in each category (genre), computed once; empty without categories."""
         if "members" not in self._cache:
             column = self._category_column()
+            if column is None:
+                self._cache["members"] = {}
+                return self._cache["members"]
             lists = self.dataset.item_features[column].map(
                 lambda v: [str(x) for x in v] if isinstance(v, list | tuple | np.ndarray) else [])
             exploded = pd.Series(np.repeat(np.arange(len(lists)), lists.map(len).to_numpy()),
                                  index=[c for cs in lists for c in cs])
             self._cache["members"] = {c: group.to_numpy() for c, group in exploded.groupby(level=0)}
-        return self._cache["members"].get(category, np.zeros(0, dtype=np.int64))
+        return self._cache["members"]
+
+    def _category_members(self, category: str) -> np.ndarray:
+        return self.category_members().get(category, np.zeros(0, dtype=np.int64))
 
     def _shared_categories(self, item: int, history_items: np.ndarray) -> list[str]:
         """The item's categories, most frequent in the history first, that the history has at all."""

@@ -1,0 +1,404 @@
+"""Service: the active model and every user's live history, answering one request in about a millisecond.
+
+A user's live history is their training history plus the events that arrived after training: read from the
+store at start (events newer than the newest training event) and extended as events are posted. A user whose
+history changed is scored by fold-in (Histories.users = -1), so a posted event changes their next
+recommendation without retraining. Per request the work is one 1-row Histories, one model.score row, masks by
+index arrays and one top-K; nothing proportional to the number of users is rebuilt.
+
+Items added after training (through events or upserts) are stored, but the model has no column for them:
+they become recommendable with the next retrain. Scoring them at once through item content is a later piece.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recengine.data.histories import Histories
+from recengine.errors import ConfigError, DataError, UnknownIdError
+from recengine.models.rerank import mmr
+from recengine.models.topk import PAD_ITEM, topk
+from recengine.serving.settings import Settings
+from recengine.store import Store
+from recengine.trained import TrainedModel
+
+#: Diversity re-ranks this many of the model's best candidates per requested item (at least _MIN_POOL).
+_POOL_FACTOR, _MIN_POOL = 5, 50
+#: Group popularities kept per model (one per distinct set of user attributes asked for).
+_GROUP_CACHE = 1_024
+_EXPLAIN_TOP = 3
+
+
+@dataclass(frozen=True)
+class LiveHistory:
+    """One user's history as the service scores it, oldest first (replaced whole, never changed in place)."""
+
+    items: np.ndarray
+    weights: np.ndarray
+    timestamps: np.ndarray
+    ratings: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item: str
+    rank: int
+    score: float
+    title: str
+    reason: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """A user's top-k. source: "model" (their history, folded in when it changed since training),
+    "popular-in-group" (no history; popular among training users with the same attributes) or "popular"."""
+
+    user: str
+    source: str
+    items: list[Recommendation]
+    #: Candidate ids the model cannot rank (unknown to it: added after training, or never seen).
+    unknown_candidates: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    accepted: int
+    #: Accepted events whose item the model does not know: stored, used by the next retrain.
+    unknown_items: int
+
+
+class _State:
+    """Everything that belongs to one model. A swap builds a new one whole and publishes it by one assignment;
+    a request reads self._state once and works on that object throughout."""
+
+    def __init__(self, trained: TrainedModel, source: dict[str, Any]):
+        data = trained.dataset
+        self.trained = trained
+        self.source = source
+        self.training = data.histories()
+        self.members = trained.category_members()
+        self.category_matrix = data.category_matrix() if self.members else None
+        # Rating models need a rating on every history entry; an event posted without one counts as average.
+        self.mean_rating = float(np.mean(data.rating)) if data.has_ratings and data.n_interactions else None
+        self.newest = int(data.timestamp.max()) if data.n_interactions else None
+        #: Users whose history differs from their training one (set before the state is published).
+        self.live: dict[str, LiveHistory] = {}
+        #: Internal indices of items deleted since training: never recommended.
+        self.blocked = np.zeros(0, dtype=np.int64)
+        self.groups: dict[tuple, np.ndarray | None] = {}
+
+
+class Service:
+    """The online side of recengine: open with Service.open(settings), or around an open store and a model."""
+
+    def __init__(self, store: Store, trained: TrainedModel, source: dict[str, Any] | None = None):
+        self.store = store
+        # Serializes writes (store commit + live update, deletes, swaps), so the live state follows the store's
+        # commit order; reads take no lock.
+        self._lock = threading.Lock()
+        self._forgotten: set[str] = set()
+        self._removed_items: set[str] = set()
+        self._attributes = _attributes(store.users())
+        self._state: _State
+        self.swap(trained, source)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Service:
+        """Open the store and load the model: settings.model_dir, else the store's active model version."""
+        store = Store.open(settings.store)
+        try:
+            path, source = settings.model_dir, {"model_dir": settings.model_dir}
+            if path is None:
+                version = store.active_version()
+                if version is None or not version.artifact_path:
+                    raise ConfigError(f"{store.url} has no active model version with an artifact; pass a model "
+                                      f"directory (--model-dir or RECENGINE_MODEL_DIR) written by `recengine fit`")
+                path, source = version.artifact_path, {"model_dir": version.artifact_path, "version": version.id}
+            return cls(store, TrainedModel.load(Path(path)), source)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------------------------------ the model
+    def swap(self, trained: TrainedModel, source: dict[str, Any] | None = None) -> None:
+        """Serve another model from now on. The new state (with live histories re-read from the store) is
+        built whole first; requests already running finish on the old model."""
+        state = _State(trained, dict(source or {}))
+        with self._lock:
+            # A deleted user or item the new model does not know needs no forgetting any more.
+            self._forgotten = {u for u in self._forgotten if u in trained.dataset.users}
+            self._removed_items = {i for i in self._removed_items if i in trained.dataset.items}
+            events = self.store.events(since=None if state.newest is None else state.newest + 1)
+            self._extend(state, events)
+            state.blocked = self._blocked(state)
+            self._state = state
+
+    def model_info(self) -> dict[str, Any]:
+        state = self._state
+        data = state.trained.dataset
+        return {**state.trained.info, "source": state.source, "users": data.n_users, "items": data.n_items,
+                "live_users": len(state.live), "categories": sorted(state.members)}
+
+    # -------------------------------------------------------------------------------------------- reading
+    def history(self, user: str) -> Histories:
+        """The user's live history as one row: marked with their training index only when it is exactly their
+        training history (so models may use learned per-user state), else -1 (folded in)."""
+        return self._history(self._state, str(user))
+
+    def recommend(self, user: str, k: int = 10, *, exclude: Sequence[str] = (),
+                  candidates: Sequence[str] | None = None, categories: Sequence[str] = (),
+                  exclude_seen: bool = True, diversity: float = 0.0, explain: bool = False) -> Recommendations:
+        """Top-k for a user from their live history; a user without one gets the cold-start chain (popular in
+        their attribute group, else popular). exclude: item ids never to return; candidates: rank only these;
+        categories: only items in any of them; diversity in [0, 1]: MMR over category vectors among the best
+        candidates (0 = relevance order); explain: a reason and a sentence per item."""
+        user = str(user)
+        if not 0.0 <= diversity <= 1.0:
+            raise ConfigError(f"diversity must lie in [0, 1], got {diversity}")
+        state = self._state
+        h = self._history(state, user)
+        if len(h.items):
+            scores, source = np.array(state.trained.model.score(h), dtype=np.float32, copy=True), "model"
+        else:
+            scores, source = self._popularity(state, user, h)
+        row = scores[0]
+        if exclude_seen:
+            row[h.items] = -np.inf
+        row[state.blocked] = -np.inf
+        if exclude:
+            excluded = state.trained.dataset.items.index(list(exclude), missing="negative")
+            row[excluded[excluded >= 0]] = -np.inf
+        allowed, unknown = None, []
+        if candidates is not None:
+            found = state.trained.dataset.items.index(list(candidates), missing="negative")
+            unknown = [str(c) for c, i in zip(candidates, found, strict=True) if i < 0]
+            allowed = found[found >= 0]
+        if categories:
+            members = self._category_items(state, categories)
+            allowed = members if allowed is None else np.intersect1d(allowed, members)
+        if allowed is not None:
+            kept = np.full_like(row, -np.inf)
+            kept[allowed] = row[allowed]
+            scores = kept[None, :]
+        if diversity > 0:
+            if state.category_matrix is None:
+                raise ConfigError("diversity needs item categories (genres), and this model's data has none")
+            items, values = topk(scores, max(_MIN_POOL, _POOL_FACTOR * k))
+            items, values = mmr(items, values, state.category_matrix, k, lambda_=1.0 - diversity)
+        else:
+            items, values = topk(scores, k)
+        valid = items[0] != PAD_ITEM
+        chosen, chosen_scores = items[0][valid], values[0][valid]
+        ids = state.trained.dataset.items.lookup(chosen)
+        titles = state.trained.titles(list(ids))
+        reasons = [state.trained.explain_history(user, h, int(i), _EXPLAIN_TOP) for i in chosen] if explain \
+            else [{}] * len(chosen)
+        return Recommendations(user, source, [
+            Recommendation(str(i), rank, float(s), title, r.get("reason"), r.get("text"))
+            for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)
+        ], unknown)
+
+    def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
+        """The k items most similar to `item` by the model (deleted items left out)."""
+        state = self._state
+        item = str(item)
+        self._item_index(state, item)
+        frame = state.trained.similar_items([item], k + len(state.blocked))
+        if len(state.blocked):
+            frame = frame[~frame["similar"].isin(state.trained.dataset.items.lookup(state.blocked))]
+        frame = frame.head(k)
+        titles = state.trained.titles(list(frame["similar"]))
+        return [Recommendation(str(i), rank, float(s), title) for rank, (i, s, title) in
+                enumerate(zip(frame["similar"], frame["score"], titles, strict=True), 1)]
+
+    def profile(self, user: str) -> dict[str, Any]:
+        """Who a training user is (recengine.profiles): it describes the training history; events_since_training
+        says how many posted events it does not cover yet."""
+        state = self._state
+        user = str(user)
+        if user in self._forgotten or user not in state.trained.dataset.users:
+            raise UnknownIdError(f"no profile for user {user!r}: profiles describe the users the model was "
+                                 f"trained on (a new user has one after the next retrain)")
+        live = state.live.get(user)
+        index = state.trained.dataset.users.index(user)
+        since = 0 if live is None else len(live.items) - int(state.training.lengths[index])
+        return {**state.trained.profile(user).to_dict(), "events_since_training": since}
+
+    # -------------------------------------------------------------------------------------------- writing
+    def add_events(self, frame: pd.DataFrame) -> IngestReport:
+        """Commit events (the readers' canonical frame) to the store, then extend the live histories: when this
+        returns, the events are durable and the users' next recommendations see them."""
+        with self._lock:
+            self.store.add_events(frame)
+            unknown = self._extend(self._state, frame)
+        return IngestReport(len(frame), unknown)
+
+    def delete_user(self, user: str) -> int:
+        """Delete a user's events from the store and their live state; from now on they are an unknown user (the
+        model's learned state for them is never used again). Returns how many events went."""
+        user = str(user)
+        with self._lock:
+            state = self._state
+            known = user in state.live or user in state.trained.dataset.users
+            try:
+                deleted = self.store.delete_user(user)
+            except UnknownIdError:
+                if not known:  # the model's training data need not come from this store
+                    raise
+                deleted = 0
+            state.live.pop(user, None)
+            self._attributes.pop(user, None)
+            if user in state.trained.dataset.users:
+                self._forgotten.add(user)
+        return deleted
+
+    def upsert_users(self, frame: pd.DataFrame) -> None:
+        """Insert or update users (a frame indexed by user id; columns are attributes, used for the cold start)."""
+        with self._lock:
+            self.store.upsert_users(frame)
+            if len(frame.columns):
+                self._attributes.update(_attributes(frame))
+
+    def upsert_items(self, frame: pd.DataFrame) -> list[bool]:
+        """Insert or update items (a frame indexed by item id, as Store.upsert_items takes); returns, per item,
+        whether the model can recommend it (an item new since training waits for the next retrain). Metadata
+        changes reach recommendations (titles, categories) with the next retrain too."""
+        ids = frame.index.astype(str)
+        with self._lock:
+            self.store.upsert_items(frame)
+            state = self._state
+            self._removed_items -= set(ids)
+            state.blocked = self._blocked(state)
+        return [i in state.trained.dataset.items for i in ids]
+
+    def delete_item(self, item: str) -> int:
+        """Delete an item and its events from the store; it is never recommended again. Returns how many events
+        went. (Its place in training histories stays until the next retrain.)"""
+        item = str(item)
+        with self._lock:
+            state = self._state
+            try:
+                deleted = self.store.delete_item(item)
+            except UnknownIdError:
+                if item not in state.trained.dataset.items:
+                    raise
+                deleted = 0
+            if item in state.trained.dataset.items:
+                self._removed_items.add(item)
+                state.blocked = self._blocked(state)
+        return deleted
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _history(self, state: _State, user: str) -> Histories:
+        n_items = state.trained.dataset.n_items
+        live = state.live.get(user)
+        if live is not None:
+            return Histories(np.array([0, len(live.items)]), live.items, n_items, live.weights, live.timestamps,
+                             live.ratings, users=np.array([-1]))
+        index = self._training_index(state, user)
+        if index >= 0:
+            return state.training[index:index + 1]
+        return Histories(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int32), n_items,
+                         np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64),
+                         None if state.mean_rating is None else np.zeros(0, dtype=np.float32),
+                         users=np.array([-1]))
+
+    def _training_index(self, state: _State, user: str) -> int:
+        """The user's row in the training data; -1 for an unknown or deleted user."""
+        return -1 if user in self._forgotten else state.trained.dataset.users.index(user, missing="negative")
+
+    def _extend(self, state: _State, frame: pd.DataFrame) -> int:
+        """Append events to the live histories of their users; returns how many have items the model lacks."""
+        if not len(frame):
+            return 0
+        items = state.trained.dataset.items.index(frame["item"].astype(str).to_numpy(), missing="negative")
+        known = items >= 0
+        frame = frame[known]
+        weights = (frame["weight"].fillna(1.0) if "weight" in frame else pd.Series(1.0, index=frame.index))
+        ratings = None
+        if state.mean_rating is not None:
+            ratings = frame["rating"].fillna(state.mean_rating) if "rating" in frame else \
+                pd.Series(state.mean_rating, index=frame.index)
+        codes, users = pd.factorize(frame["user"].astype(str))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(users) + 1))
+        new = {"items": items[known].astype(np.int32), "weights": weights.to_numpy(np.float32),
+               "timestamps": frame["timestamp"].to_numpy(np.int64),
+               "ratings": None if ratings is None else ratings.to_numpy(np.float32)}
+        for u, user in enumerate(users):
+            rows = order[bounds[u]:bounds[u + 1]]
+            base = state.live.get(user) or self._training_row(state, user)
+            parts = {name: None if getattr(base, name) is None else
+                     np.concatenate([getattr(base, name), values[rows]]) for name, values in new.items()}
+            # Posted events may be older than training ones (late arrivals): keep the history in time order.
+            chrono = np.argsort(parts["timestamps"], kind="stable")
+            state.live[user] = LiveHistory(**{name: None if v is None else v[chrono] for name, v in parts.items()})
+        return int((~known).sum())
+
+    def _training_row(self, state: _State, user: str) -> LiveHistory:
+        """The user's training history (empty for an unknown or deleted user)."""
+        index = self._training_index(state, user)
+        h = state.training[index:index + 1] if index >= 0 else state.training[0:0]
+        return LiveHistory(h.items.astype(np.int32), h.entry_weights().astype(np.float32),
+                           h.timestamps.astype(np.int64), None if state.mean_rating is None else h.ratings)
+
+    def _popularity(self, state: _State, user: str, h: Histories) -> tuple[np.ndarray, str]:
+        """Scores for a user without history: popular among training users with their attributes, else popular."""
+        features = state.trained.dataset.user_features
+        attributes = self._attributes.get(user) or {}
+        wanted = {k: v for k, v in attributes.items() if features is not None and k in features.columns}
+        if wanted:
+            key = tuple(sorted((k, str(v)) for k, v in wanted.items()))
+            if key not in state.groups:
+                if len(state.groups) >= _GROUP_CACHE:
+                    state.groups.clear()
+                try:
+                    state.groups[key] = state.trained.group_popularity(wanted)[0].astype(np.float32)
+                except DataError:  # nobody in the training data has these attributes: everyone's popularity
+                    state.groups[key] = None
+            group = state.groups[key]
+            if group is not None:
+                return group[None, :].copy(), "popular-in-group"
+        return np.array(state.trained.fallback.score(h), dtype=np.float32, copy=True), "popular"
+
+    def _category_items(self, state: _State, categories: Sequence[str]) -> np.ndarray:
+        if not state.members:
+            raise ConfigError("this model's data has no item categories (genres) to filter by")
+        unknown = [c for c in categories if c not in state.members]
+        if unknown:
+            raise DataError(f"unknown categories {unknown}; known: {', '.join(sorted(state.members))}")
+        return np.unique(np.concatenate([state.members[c] for c in categories]))
+
+    def _item_index(self, state: _State, item: str) -> int:
+        index = state.trained.dataset.items.index(item, missing="negative")
+        if index < 0 or item in self._removed_items:
+            raise UnknownIdError(f"unknown item {item!r}: the model does not know it (an item added since "
+                                 f"training is known after the next retrain)")
+        return index
+
+    def _blocked(self, state: _State) -> np.ndarray:
+        return np.sort(state.trained.dataset.items.index(sorted(self._removed_items), missing="negative")) \
+            if self._removed_items else np.zeros(0, dtype=np.int64)
+
+
+def _attributes(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per user id, the attributes that are set (a users frame: indexed by id, one column per attribute)."""
+    if not len(frame.columns):
+        return {}
+    records = frame.to_dict(orient="index")
+    return {str(user): {k: v for k, v in values.items() if not _missing(v)} for user, values in records.items()}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
