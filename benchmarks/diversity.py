@@ -6,11 +6,13 @@ intra-list diversity@20, novelty@20 and catalog coverage@20, against the un-rera
 re-ranker is chosen on a validation split carved from the training part (largest diversity gain with at most 5%
 relative NDCG@20 loss) and only then measured on the test split.
 
-All of this is done in two item spaces, each giving both MMR's similarity and the intra-list diversity metric:
-``genre`` (the genre one-hots) and ``embedding`` (MiniLM embeddings of each item's title, genres and tags; with
-``--encoder tfidf``, a TF-IDF/LSA stand-in for machines without sentence-transformers). The category cap and
-calibration work on genres and the novelty boost on popularity in both, so only their diversity is measured
-differently.
+All of this is done in three item spaces, each giving both MMR's similarity and the intra-list diversity metric:
+``genre`` (the genre one-hots), ``embedding`` (MiniLM embeddings of each item's title, genres and tags; with
+``--encoder tfidf``, a TF-IDF/LSA stand-in for machines without sentence-transformers) and ``collaborative``
+(L2-normalized iALS item factors, fitted on each split's own training part, so that the validation choices see
+nothing of the test period). The category cap and calibration work on genres and the novelty boost on popularity
+in all three, so only their diversity is measured differently. In the collaborative space MMR is also swept over a
+wider EASE pool (``--wide-pool``, 200 by default) as a line of its own, its setting chosen on validation too.
 
     .venv/bin/pip install -e '.[bench,text]'
     .venv/bin/python benchmarks/diversity.py                     # bundled copy of ml-latest-small
@@ -70,7 +72,8 @@ class Candidates:
     """One split's EASE candidates and what the re-rankers and metrics need about its users and items."""
 
     split: Split
-    items: np.ndarray  # (n_users, N) ranked candidates, padded with -1
+    pool: int  # the candidates every re-ranker gets
+    items: np.ndarray  # (n_users, N >= pool) ranked candidates, padded with -1; the first `pool` are the pool
     scores: np.ndarray
     genres: sp.csr_matrix  # (n_items, n_genres) one-hot
     history_genres: sp.csr_matrix  # (n_users, n_genres): each user's genre mass in their query history
@@ -86,11 +89,14 @@ class Space:
     description: str
     title: str  # the plot panel's
     vectors: np.ndarray | sp.csr_matrix  # (n_items, d)
+    wide_pool: int | None = None  # a larger candidate pool MMR is also swept over in this space
 
 
-def candidates(data_split: Split, genres: sp.csr_matrix, n_candidates: int) -> Candidates:
+def candidates(data_split: Split, genres: sp.csr_matrix, pool: int, widest: int) -> Candidates:
+    """EASE's top `widest` per user. Its first `pool` columns equal EASE's top `pool` (checked on both splits of
+    ml-latest-small), so one call serves both candidate pools and leaves the other spaces' numbers unchanged."""
     model = create_model("ease").fit(data_split.train)
-    items, scores = model.recommend(data_split.query, k=n_candidates, exclude_seen=True)
+    items, scores = model.recommend(data_split.query, k=widest, exclude_seen=True)
     # Steck's p(g|u): an item's genres share its unit mass, the same convention calibrate uses for the lists.
     per_item = np.asarray(genres.sum(axis=1)).ravel()
     shares = sp.diags(np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0)) @ genres
@@ -98,19 +104,22 @@ def candidates(data_split: Split, genres: sp.csr_matrix, n_candidates: int) -> C
     train = data_split.train
     # As evaluate does: popularity shares are over the users who have training interactions.
     active = max(1, int((np.diff(train.indptr) > 0).sum()))
-    return Candidates(data_split, items, scores, genres, history, train.item_popularity(), active)
+    return Candidates(data_split, pool, items, scores, genres, history, train.item_popularity(), active)
 
 
-def rerank_top(c: Candidates, name: str, value: float, vectors: np.ndarray | sp.csr_matrix) -> np.ndarray:
-    """The top-K items of each user after re-ranker `name` at knob `value` (MMR's similarity over `vectors`)."""
+def rerank_top(c: Candidates, name: str, value: float, vectors: np.ndarray | sp.csr_matrix, pool: int,
+               ) -> np.ndarray:
+    """The top-K items of each user after re-ranker `name` at knob `value` over the best `pool` candidates
+    (MMR's similarity over `vectors`)."""
+    items, scores = c.items[:, :pool], c.scores[:, :pool]
     if name == "mmr":
-        items, _ = rerank.mmr(c.items, c.scores, vectors, K, lambda_=value)
+        items, _ = rerank.mmr(items, scores, vectors, K, lambda_=value)
     elif name == "category_cap":
-        items, _ = rerank.category_cap(c.items, c.scores, c.genres, K, max_per_category=int(value))
+        items, _ = rerank.category_cap(items, scores, c.genres, K, max_per_category=int(value))
     elif name == "calibrate":
-        items, _ = rerank.calibrate(c.items, c.scores, c.genres, c.history_genres, K, lambda_=value)
+        items, _ = rerank.calibrate(items, scores, c.genres, c.history_genres, K, lambda_=value)
     elif name == "novelty_boost":
-        items, _ = rerank.novelty_boost(c.items, c.scores, c.popularity, K, weight=value)
+        items, _ = rerank.novelty_boost(items, scores, c.popularity, K, weight=value)
     else:
         raise ValueError(f"unknown re-ranker {name}")
     return items
@@ -139,6 +148,11 @@ def summarize(c: Candidates, top: np.ndarray, values: dict[str, np.ndarray]) -> 
 Sweep = tuple[dict[str, Any], list[dict[str, Any]], dict[tuple[str, float], dict]]
 
 
+def wide_line(pool: int) -> str:
+    """The name of the sweep line of MMR over a wider candidate pool."""
+    return f"mmr ({pool} candidates)"
+
+
 def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
     """Per space: the baseline, one row per (re-ranker, knob value), and the per-user metrics of each row."""
     base_top = c.items[:, :K]
@@ -146,6 +160,16 @@ def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
     for space in spaces:
         base_values = per_user_metrics(c, base_top, space.vectors)
         out[space.name] = (summarize(c, base_top, base_values), [], {("baseline", 0.0): base_values})
+
+    def add(space: Space, line: str, knob: str, value: float, top: np.ndarray, seconds: float, pool: int) -> None:
+        baseline, rows, per_user = out[space.name]
+        user_values = per_user_metrics(c, top, space.vectors)
+        summary = summarize(c, top, user_values)
+        change = {m: summary[m]["mean"] / baseline[m]["mean"] - 1.0 for m in METRICS}
+        rows.append({"reranker": line, "knob": knob, "value": value, "candidates": pool, "metrics": summary,
+                     "change": change, "rerank_seconds": seconds})
+        per_user[(line, value)] = user_values
+
     for name, (knob, values) in SWEEPS.items():
         for value in values:
             top: np.ndarray | None = None
@@ -154,15 +178,17 @@ def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
                 # Only MMR reads the space's vectors: the other lists are computed once and measured in each space.
                 if top is None or name == "mmr":
                     start = time.perf_counter()
-                    top = rerank_top(c, name, value, space.vectors)
+                    top = rerank_top(c, name, value, space.vectors, c.pool)
                     seconds = time.perf_counter() - start
-                baseline, rows, per_user = out[space.name]
-                user_values = per_user_metrics(c, top, space.vectors)
-                summary = summarize(c, top, user_values)
-                change = {m: summary[m]["mean"] / baseline[m]["mean"] - 1.0 for m in METRICS}
-                rows.append({"reranker": name, "knob": knob, "value": value, "metrics": summary, "change": change,
-                             "rerank_seconds": seconds})
-                per_user[(name, value)] = user_values
+                add(space, name, knob, value, top, seconds, c.pool)
+    knob, values = SWEEPS["mmr"]
+    for space in spaces:
+        if space.wide_pool is not None:
+            for value in values:
+                start = time.perf_counter()
+                top = rerank_top(c, "mmr", value, space.vectors, space.wide_pool)
+                add(space, wide_line(space.wide_pool), knob, value, top, time.perf_counter() - start,
+                    space.wide_pool)
     return out
 
 
@@ -231,22 +257,36 @@ def chosen_table(chosen: list[dict[str, Any]]) -> str:
 def plot_space(ax: Any, baseline: dict[str, Any], rows: list[dict[str, Any]], chosen: list[dict[str, Any]],
                space: Space) -> None:
     """One panel: NDCG@20 against ILD@20 in `space`, a line per re-ranker through its knob values."""
-    base_x, base_y = baseline["diversity"]["mean"], baseline["ndcg"]["mean"]
-    for i, name in enumerate(SWEEPS):
+    names = list(dict.fromkeys(r["reranker"] for r in rows))  # the sweep lines in run order: SWEEPS first
+    for i, name in enumerate(names):
         line = [r for r in rows if r["reranker"] == name]
         xs = [r["metrics"]["diversity"]["mean"] for r in line]
         ys = [r["metrics"]["ndcg"]["mean"] for r in line]
-        knob = SWEEPS[name][0]
-        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.4, color=f"C{i}", label=f"{name} ({knob})")
+        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.4, color=f"C{i}",
+                linestyle="-" if name in SWEEPS else "--", label=f"{name} ({line[0]['knob']})")
         # Label the strongest setting so the direction of each knob is readable.
         ax.annotate(f"{line[-1]['value']:g}", (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, -10),
                     fontsize=8, color=f"C{i}")
     for c in chosen:
-        t, color = c["test"]["metrics"], f"C{list(SWEEPS).index(c['reranker'])}"
+        t, color = c["test"]["metrics"], f"C{names.index(c['reranker'])}"
         ax.scatter(t["diversity"]["mean"], t["ndcg"]["mean"], s=110, facecolors="none", linewidths=1.6,
                    edgecolors=color, zorder=4)
+        # Below the point for the wider pool's line, whose chosen point can sit next to plain MMR's.
         ax.annotate(f"{c['value']:g}", (t["diversity"]["mean"], t["ndcg"]["mean"]), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8, color=color, fontweight="bold")
+                    xytext=(6, 6) if c["reranker"] in SWEEPS else (6, -13), fontsize=8, color=color,
+                    fontweight="bold")
+    ax.scatter([baseline["diversity"]["mean"]], [baseline["ndcg"]["mean"]], marker="*", s=260, color="black",
+               zorder=5, label="EASE top 20, no re-ranking")
+    ax.scatter([], [], s=110, facecolors="none", edgecolors="0.3", label="setting chosen on validation")
+    ax.set_xlabel(f"intra-list diversity@20 in the {space.name} space (mean pairwise cosine distance)")
+    ax.set_title(space.title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def shade_target(ax: Any, baseline: dict[str, Any]) -> None:
+    """Shade the target region of one panel. Called once every panel has its lines: the panels share the y axis,
+    and fixing its top here freezes its range, which must by then cover every panel's lines."""
+    base_x, base_y = baseline["diversity"]["mean"], baseline["ndcg"]["mean"]
     # The target region: at least +20% diversity while keeping 95% of the baseline NDCG.
     target_x, target_y = base_x * (1 + TARGET_DIVERSITY_GAIN), base_y * (1 - MAX_NDCG_LOSS)
     low_x, high_x = ax.get_xlim()
@@ -257,11 +297,6 @@ def plot_space(ax: Any, baseline: dict[str, Any], rows: list[dict[str, Any]], ch
             fontsize=7, ha="center", va="center", color="0.3")
     ax.set_xlim(low_x, high_x)
     ax.set_ylim(top=high_y)
-    ax.scatter([base_x], [base_y], marker="*", s=260, color="black", zorder=5, label="EASE top 20, no re-ranking")
-    ax.scatter([], [], s=110, facecolors="none", edgecolors="0.3", label="setting chosen on validation")
-    ax.set_xlabel(f"intra-list diversity@20 in the {space.name} space (mean pairwise cosine distance)")
-    ax.set_title(space.title, fontsize=10)
-    ax.grid(alpha=0.3)
 
 
 def plot(panels: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], Space]], path: Path,
@@ -269,8 +304,16 @@ def plot(panels: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str,
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6), dpi=130, sharey=True, squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         plot_space(ax, *panel)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        shade_target(ax, panel[0])
     axes[0, 0].set_ylabel("NDCG@20")  # the panels share it
     axes[0, 0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.3, 0.01))
+    shared = set(axes[0, 0].get_legend_handles_labels()[1])
+    for ax in axes[0, 1:]:
+        # A panel with lines of its own (MMR over a wider pool) names just those.
+        extra = [(h, label) for h, label in zip(*ax.get_legend_handles_labels(), strict=True) if label not in shared]
+        if extra:
+            ax.legend(*zip(*extra, strict=True), fontsize=8, loc="lower left")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,8 +338,9 @@ def load(data: str | None) -> Dataset:
     return bundled_movielens() if data is None else load_movielens(data)
 
 
-def item_spaces(train: Dataset, encoder: str) -> list[Space]:
-    """The genre space, and the text-embedding space of each item's document (title, genres, tags)."""
+def content_spaces(train: Dataset, encoder: str) -> list[Space]:
+    """The genre space, and the text-embedding space of each item's document (title, genres, tags): both depend
+    on item content only, so one copy serves the validation and the test split."""
     genres = train.category_matrix()
     if genres is None or train.item_features is None:
         raise SystemExit("the dataset has no genres to measure diversity over")
@@ -310,6 +354,22 @@ def item_spaces(train: Dataset, encoder: str) -> list[Space]:
         Space("embedding", f"{encoded_by}, {embeddings.shape[1]} dimensions, of each item's title, genres and tags",
               f"embedding space: MMR and ILD over {short} embeddings of title, genres and tags", embeddings),
     ]
+
+
+def collaborative_space(train: Dataset, wide_pool: int) -> Space:
+    """iALS (shipped defaults) item factors fitted on `train`, rows L2-normalized: two items are close when the
+    same users interact with them, which is how EASE's top lists are alike and what genres and text barely see.
+    Fitted per split so that validation choices use vectors that have not seen the test period."""
+    factors = create_model("ials").fit(train).item_factors_.astype(np.float64)
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    # Items without training interactions carry only solver residue (norms ~1e-11) that normalizing would blow
+    # up into arbitrary directions; a zero row makes them similar to nothing, in MMR and in ILD alike.
+    trained = (train.item_popularity() > 0)[:, None]
+    unit = np.divide(factors, norms, out=np.zeros_like(factors), where=trained & (norms > 0))
+    return Space("collaborative", f"iALS item factors (shipped defaults, {factors.shape[1]} dimensions), rows "
+                                  "L2-normalized, fitted on each split's training part",
+                 f"collaborative space: MMR and ILD over iALS item factors (dashed: MMR over the top {wide_pool})",
+                 unit, wide_pool)
 
 
 def space_report(space: Space, results: dict[str, Any], per_user: dict[str, dict[tuple[str, float], dict]],
@@ -330,7 +390,7 @@ def space_report(space: Space, results: dict[str, Any], per_user: dict[str, dict
     best_within_loss = {name: max((r for r in results["test"]["sweep"]
                                    if r["reranker"] == name and r["change"]["ndcg"] >= -MAX_NDCG_LOSS),
                                   key=lambda r: r["change"]["diversity"])["change"]["diversity"]
-                        for name in SWEEPS}
+                        for name in dict.fromkeys(r["reranker"] for r in results["test"]["sweep"])}
     return {
         "item_vectors": space.description,
         "target": {"diversity_gain": TARGET_DIVERSITY_GAIN, "max_ndcg_loss": MAX_NDCG_LOSS,
@@ -360,26 +420,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="a MovieLens latest-small directory (default: the bundled copy)")
     parser.add_argument("--candidates", type=int, default=100, help="EASE candidates per user to re-rank")
+    parser.add_argument("--wide-pool", type=int, default=200,
+                        help="a larger EASE pool MMR is also swept over in the collaborative space")
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "tfidf"),
                         help="text encoder of the embedding space (see recengine.data.embeddings)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diversity.json"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "diversity_tradeoff.png"))
     args = parser.parse_args()
+    if args.wide_pool <= args.candidates:
+        parser.error("--wide-pool must be larger than --candidates")
     start = time.perf_counter()
 
     dataset = load(args.data)
     test_split = split(dataset, "temporal-user")
     validation = validation_split(test_split)
-    spaces = item_spaces(test_split.train, args.encoder)
-    genres = spaces[0].vectors
+    content = content_spaces(test_split.train, args.encoder)
+    genres = content[0].vectors
 
-    results: dict[str, dict[str, Any]] = {space.name: {} for space in spaces}
-    per_user: dict[str, dict[str, dict[tuple[str, float], dict]]] = {space.name: {} for space in spaces}
+    results: dict[str, dict[str, Any]] = {}
+    per_user: dict[str, dict[str, dict[tuple[str, float], dict]]] = {}
+    spaces: list[Space] = []
     for role, data_split in (("validation", validation), ("test", test_split)):
-        c = candidates(data_split, genres, args.candidates)
+        c = candidates(data_split, genres, args.candidates, args.wide_pool)
+        # The loop ends on test, so `spaces` holds the test split's collaborative vectors for the report.
+        spaces = [*content, collaborative_space(data_split.train, args.wide_pool)]
         for name, (baseline, rows, values) in sweep(c, spaces).items():
-            results[name][role] = {"users": data_split.n_users, "baseline": baseline, "sweep": rows}
-            per_user[name][role] = values
+            results.setdefault(name, {})[role] = {"users": data_split.n_users, "baseline": baseline, "sweep": rows}
+            per_user.setdefault(name, {})[role] = values
     reports = {space.name: space_report(space, results[space.name], per_user[space.name]) for space in spaces}
     seconds = time.perf_counter() - start
 
@@ -393,8 +460,8 @@ def main() -> None:
 
     report = {
         "dataset": dataset.name, "protocol": "temporal-user", "model": "ease (shipped defaults)",
-        "candidates": args.candidates, "k": K,
-        "selection": f"per re-ranker and space, max ILD@{K} gain on validation with NDCG@{K} loss <= "
+        "candidates": args.candidates, "wide_pool": args.wide_pool, "k": K,
+        "selection": f"per re-ranker (sweep line) and space, max ILD@{K} gain on validation with NDCG@{K} loss <= "
                      f"{MAX_NDCG_LOSS:.0%}",
         "spaces": reports,
         "environment": {"python": platform.python_version(), "numpy": np.__version__, "cores": os.cpu_count(),
