@@ -284,3 +284,30 @@ def test_ingest_column_mapping_kind_and_bad_input_exit_2(tmp_path, capsys):
     assert run("ingest", renamed, "--store", "nonsense") == 2
     assert "not a store URL" in capsys.readouterr().err.replace("\n", "")
     assert run("export", "--store", store, "--out", tmp_path / "e.xlsx") == 2
+
+
+def test_keys_create_list_revoke(tmp_path, capsys):
+    from recengine.store import Store
+
+    store = f"sqlite:///{tmp_path / 'keys.db'}"
+    assert run("keys", "create", "dashboard", "--scopes", "read,write", "--store", store) == 0
+    captured = capsys.readouterr()
+    key = captured.out.strip()
+    assert key.startswith("rk_") and "shown only this once" in captured.err
+    with Store.open(store) as opened:
+        assert opened.verify_api_key(key) == ["read", "write"]
+    assert run("keys", "list", "--store", store) == 0
+    listed = capsys.readouterr().out
+    assert "dashboard" in listed and key not in listed
+    assert run("keys", "revoke", "1", "--store", store) == 0
+    with Store.open(store) as opened:
+        assert opened.verify_api_key(key) is None
+    assert run("keys", "create", "x", "--scopes", "read,root", "--store", store) == 2
+    assert "read, write, admin" in capsys.readouterr().err
+
+
+def test_serve_without_a_model_exits_2_before_binding_a_port(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert run("serve", "--store", store) == 2
+    assert "no active model version" in capsys.readouterr().err
+    assert run("serve", "--store", store, "--model-dir", tmp_path / "missing") == 2

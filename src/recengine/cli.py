@@ -359,6 +359,46 @@ def cmd_export(args: argparse.Namespace) -> None:
     console.print(f"{rows:,} {args.what} → {args.out}", highlight=False)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from recengine.serving import Service, Settings
+    from recengine.serving.api import create_app
+
+    settings = Settings.from_env(store=args.store, model_dir=args.model_dir)
+    # Opened before the port is bound: a bad store URL or model directory ends here with one line and exit 2.
+    service = Service.open(settings)
+    try:
+        info = service.model_info()
+        console.print(f"serving {info['model']} ({info['users']:,} users, {info['items']:,} items) from "
+                      f"{info['source']['model_dir']} with {service.store.url} on http://{args.host}:{args.port} "
+                      f"(API documentation at /docs)", highlight=False)
+        uvicorn.run(create_app(settings, service), host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        service.close()
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from recengine.serving.api.deps import SCOPE_LEVELS
+    from recengine.store import Store
+
+    with Store.open(args.store) as store:
+        if args.action == "create":
+            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+            unknown = [s for s in scopes if s not in SCOPE_LEVELS]
+            if not scopes or unknown:
+                raise ConfigError(f"--scopes {args.scopes!r}: choose from {', '.join(SCOPE_LEVELS)} (admin "
+                                  f"includes write, write includes read)")
+            key = store.create_api_key(args.name, scopes)
+            console.print(f"API key {args.name!r} ({', '.join(scopes)}); it is shown only this once, keep it:")
+            print(key)
+        elif args.action == "list":
+            print_frame(store.api_keys(), title=f"API keys in {store.url}")
+        else:
+            store.revoke_api_key(args.id)
+            console.print(f"API key {args.id} revoked")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from recengine.demo import run_demo
 
@@ -470,6 +510,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write (.csv or .parquet)")
     p.add_argument("--format", choices=["csv", "parquet"], help="default: from the --out extension")
     p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("serve", help="serve the HTTP API (recommendations, events, items, users; /docs)")
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--model-dir", help="model directory from `recengine fit` (default: $RECENGINE_MODEL_DIR, "
+                                       "else the store's active model version)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("keys", help="API keys of the service: create (shown once), list, revoke")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create", help="create a key and print it once")
+    k.add_argument("name", help="who or what the key is for")
+    k.add_argument("--scopes", default="read", help="comma-separated: read, write, admin (default read)")
+    k = keys.add_parser("list", help="every key's id, name, scopes and first characters (never the key)")
+    k = keys.add_parser("revoke", help="revoke a key by its id (see keys list)")
+    k.add_argument("id", type=int)
+    for k in keys.choices.values():
+        k.add_argument("--store", help=store_help)
+    p.set_defaults(run=cmd_keys)
 
     p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard and recommendations")
     p.add_argument("--users", type=int, default=3, help="how many users to show recommendations for")
