@@ -52,6 +52,21 @@ def test_fit_recommend_score_round_trip(tmp_path, train_csv, capsys):
     assert "never seen" in capsys.readouterr().err
 
 
+def test_recommend_explains_each_row(tmp_path, train_csv):
+    path, _ = train_csv
+    model_dir = tmp_path / "model"
+    assert run("fit", "--events", path, "--model", "itemknn", "--out", model_dir) == 0
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nnobody\n")
+    recs_path = tmp_path / "recs.csv"
+    assert run("recommend", "--model-dir", model_dir, "--users", users, "--k", 3, "--explain", "--out", recs_path) == 0
+    recs = pd.read_csv(recs_path, dtype={"user": str, "item": str})
+    assert list(recs.columns) == ["user", "item", "rank", "score", "reason", "text"]
+    known, unknown = recs[recs["user"] == "u1"], recs[recs["user"] == "nobody"]
+    assert (known["reason"] == "liked").all() and known["text"].str.startswith("Because you liked i").all()
+    assert (unknown["reason"] == "popular").all() and unknown["text"].str.startswith("Popular").all()
+
+
 def test_rating_model_scores_are_predicted_ratings(tmp_path, train_csv):
     path, _ = train_csv
     model_dir = tmp_path / "svd"

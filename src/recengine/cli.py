@@ -152,7 +152,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     trained = TrainedModel.load(args.model_dir)
     users = _read_users(args.users, trained)
     start = time.perf_counter()
-    frame = trained.recommend(users, args.k, exclude_seen=not args.include_seen)
+    frame = trained.recommend(users, args.k, exclude_seen=not args.include_seen, explain=args.explain)
     seconds = time.perf_counter() - start
     unknown = int((frame["source"] != trained.model.name).groupby(frame["user"]).any().sum()) if len(frame) else 0
     frame = frame.drop(columns="source")
@@ -434,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", help="file with one user id a line (default: every training user)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="allow items the user already has")
+    p.add_argument("--explain", action="store_true",
+                   help="add reason and text columns (\"Because you liked ...\"); one explanation a row, slower")
     p.add_argument("--out", help="CSV to write (user,item,rank,score); default stdout")
     p.set_defaults(run=cmd_recommend)
 
