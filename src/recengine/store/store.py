@@ -271,9 +271,11 @@ class Store:
                 created_at=now, updated_at=now).returning(schema.model_versions.c.id)).scalar_one()
         return self.version(version_id)
 
-    def set_status(self, version_id: int, status: str, metrics: dict[str, Any] | None = None) -> ModelVersion:
+    def set_status(self, version_id: int, status: str, metrics: dict[str, Any] | None = None,
+                   artifact_path: str | None = None) -> ModelVersion:
         """Move a version to another status (training → ready | failed, ready → active | failed, active →
-        ready), recording metrics if given. Activating a version makes the one active before it ready."""
+        ready), recording metrics and the artifact's path if given. Activating a version makes the one active
+        before it ready."""
         mv = schema.model_versions
         if status not in MODEL_STATUSES:
             raise ConfigError(f"unknown model status {status!r}; use one of {', '.join(MODEL_STATUSES)}")
@@ -291,6 +293,8 @@ class Store:
             changes: dict[str, Any] = {"status": status, "updated_at": now}
             if metrics is not None:
                 changes["metrics"] = metrics
+            if artifact_path is not None:
+                changes["artifact_path"] = artifact_path
             conn.execute(mv.update().where(mv.c.id == version_id).values(**changes))
         return self.version(version_id)
 
