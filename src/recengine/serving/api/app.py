@@ -14,7 +14,7 @@ from recengine.errors import RecengineError
 from recengine.serving.api import errors
 from recengine.serving.api.limits import BodyLimitMiddleware
 from recengine.serving.api.metrics import Metrics, MetricsMiddleware
-from recengine.serving.api.routes import events, items, models, system, users
+from recengine.serving.api.routes import dashboard, events, items, models, system, users
 from recengine.serving.api.schemas import ErrorOut
 from recengine.serving.service import Service
 from recengine.serving.settings import Settings
@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     # Each router carries its whole prefix, so a route's path is its full template (the metrics label).
     for module in (events, items, users, system, models):
         app.include_router(module.router)
+    app.include_router(dashboard.router)
+    app.mount("/dashboard", dashboard.assets, name="dashboard")
     app.add_exception_handler(RecengineError, errors.recengine_error)
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(Exception, errors.internal_error)
