@@ -9,13 +9,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from recengine.console import err as console
 from recengine.console import leaderboard_view, out, print_frame
 from recengine.errors import ConfigError, RecengineError
+
+if TYPE_CHECKING:  # imported where used: every command loads only what it needs
+    from recengine.serving import Service
+    from recengine.serving.lifecycle import Retrainer
 
 #: Models `evaluate` and `--model auto` consider by default.
 DEFAULT_CANDIDATES = ("popular", "itemknn", "rp3beta", "ease", "ials")
@@ -368,14 +372,85 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env(store=args.store, model_dir=args.model_dir)
     # Opened before the port is bound: a bad store URL or model directory ends here with one line and exit 2.
     service = Service.open(settings)
+    retrainer = None
     try:
         info = service.model_info()
         console.print(f"serving {info['model']} ({info['users']:,} users, {info['items']:,} items) from "
                       f"{info['source']['model_dir']} with {service.store.url} on http://{args.host}:{args.port} "
                       f"(API documentation at /docs)", highlight=False)
-        uvicorn.run(create_app(settings, service), host=args.host, port=args.port, log_level=args.log_level)
+        app = create_app(settings, service)
+        if args.retrain_every is not None or args.models_root is not None:
+            retrainer = _retrainer(service, args.models_root, args.retrain_every)
+            # The models router serves this one instead of starting an on-demand one of its own.
+            app.state.retrainer = retrainer
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
+        if retrainer is not None:
+            retrainer.stop()
         service.close()
+
+
+def _retrainer(service: Service, models_root: str | None, interval: float | None) -> Retrainer:
+    from recengine.serving.lifecycle import Retrainer, default_models_root
+
+    root = models_root or default_models_root(service.store.url)
+    retrainer = Retrainer(service, root, interval=interval).start()
+    when = f"every {interval:g} s and " if interval is not None else ""
+    console.print(f"retraining {when}on POST /v1/models/train; versions saved in {root}", highlight=False,
+                  soft_wrap=True)
+    return retrainer
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from recengine.serving.lifecycle import METRICS, default_models_root, promote_if_not_worse, train_version
+    from recengine.store import Store
+
+    with Store.open(args.store) as store:
+        name, params = args.model, {}
+        if name is None:
+            active = store.active_version()
+            if active is None:
+                raise ConfigError(f"{store.url} has no active model version to retrain; name a model with --model "
+                                  f"(see `recengine models`)")
+            name, params = active.name, dict(active.params)
+        params.update(parse_params(args.param, name))
+        root = args.models_root or default_models_root(store.url)
+        with console.status(f"training {name} from {store.url} (global-temporal evaluation, then all events)"):
+            result = train_version(store, name, params, root)
+        version = result.version
+        metrics = ", ".join(f"{m} {version.metrics[m]:.4f}" for m in METRICS)
+        console.print(f"model version {version.id} ({name}) ready: {metrics}; saved in {version.artifact_path}",
+                      highlight=False, soft_wrap=True)
+        if args.promote:
+            with console.status("comparing with the active version on the same split"):
+                decision = promote_if_not_worse(store, result)
+            console.print(f"{'promoted' if decision.promoted else 'not promoted'}: {decision.reason}",
+                          highlight=False, soft_wrap=True)
+    print(version.id)  # stdout carries only the id, for scripts
+
+
+def cmd_versions(args: argparse.Namespace) -> None:
+    from recengine.serving.lifecycle import METRICS
+    from recengine.store import Store
+
+    with Store.open(args.store) as store:
+        rows = [{"id": v.id, "model": v.name, "status": v.status,
+                 **{m: (v.metrics or {}).get(m, "") for m in METRICS},
+                 "created": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                 "artifact or error": v.artifact_path or (v.metrics or {}).get("error", "")}
+                for v in store.versions()]
+        print_frame(pd.DataFrame(rows, columns=["id", "model", "status", *METRICS, "created", "artifact or error"]),
+                    title=f"model versions in {store.url}")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from recengine.serving.lifecycle import rollback
+    from recengine.store import Store
+
+    with Store.open(args.store) as store:
+        version, _ = rollback(store, args.version)
+    console.print(f"model version {version.id} ({version.name}) is active; a running server serves it from its "
+                  f"next start (POST /v1/models/{version.id}/activate switches one at once)", highlight=False)
 
 
 def cmd_keys(args: argparse.Namespace) -> None:
@@ -400,9 +475,13 @@ def cmd_keys(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from recengine.demo import run_demo
+    from recengine.demo import DEMO_MODELS, run_demo
 
-    run_demo(users=args.users, random_state=args.seed)
+    models = DEMO_MODELS if args.models is None else tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if not models:
+        raise ConfigError(f"--models {args.models!r}: name at least one model, e.g. popular,itemknn")
+    run_demo(users=args.users, random_state=args.seed, models=models, directory=args.dir, serve=not args.no_serve,
+             host=args.host, port=args.port)
 
 
 # ----------------------------------------------------------------------------------------------- parser
@@ -496,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     store_help = "store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST/DB (default: " \
                  "$RECENGINE_STORE, else sqlite:///recengine.db)"
+    models_root_help = "directory for model versions (default: beside a SQLite store, e.g. recengine-models/ " \
+                       "for recengine.db; else recengine-models/ here)"
     p = sub.add_parser("ingest", help="bulk-load event, item and user files into the store")
     p.add_argument("files", nargs="+", help="CSV/TSV/Parquet/JSON lines files, each loaded in one transaction")
     p.add_argument("--store", help=store_help)
@@ -520,7 +601,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--retrain-every", type=float, metavar="SECONDS",
+                   help="retrain the serving model's configuration on this schedule (and on POST /v1/models/train); "
+                        "a new version is served only if it is not worse")
+    p.add_argument("--models-root", help=models_root_help)
     p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("train", help="train a model version from the store (evaluated on a global-temporal split)")
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--model", help="model name (default: the active version's model and parameters)")
+    p.add_argument("--param", action="append", default=[], help="hyper-parameter key=value (repeatable)")
+    p.add_argument("--models-root", help=models_root_help)
+    p.add_argument("--promote", action="store_true",
+                   help="make it the active version if it is not worse than the active one on the same split")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("versions", help="the store's model versions with their status and metrics")
+    p.add_argument("--store", help=store_help)
+    p.set_defaults(run=cmd_versions)
+
+    p = sub.add_parser("rollback", help="make an earlier (ready) model version active again")
+    p.add_argument("version", type=int, help="the version id (see `recengine versions`)")
+    p.add_argument("--store", help=store_help)
+    p.set_defaults(run=cmd_rollback)
 
     p = sub.add_parser("keys", help="API keys of the service: create (shown once), list, revoke")
     keys = p.add_subparsers(dest="action", required=True)
@@ -534,9 +637,17 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--store", help=store_help)
     p.set_defaults(run=cmd_keys)
 
-    p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard and recommendations")
+    p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard, recommendations, then the API "
+                                    "served with the data in a store and a model version active")
     p.add_argument("--users", type=int, default=3, help="how many users to show recommendations for")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--models", help="comma-separated models for the leaderboard; the best is served (default "
+                                    "popular,itemknn,rp3beta,ease,ials,bpr)")
+    p.add_argument("--dir", default=".recengine-demo",
+                   help="directory of the demo store (demo.db, replaced on each run) and its model versions")
+    p.add_argument("--no-serve", action="store_true", help="stop once the store is loaded and a version is active")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
     p.set_defaults(run=cmd_demo)
     return parser
 

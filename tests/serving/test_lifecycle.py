@@ -7,16 +7,19 @@ new events. itemknn finds the genre; popular mixes both genres; random is the fl
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from recengine.cli import main
 from recengine.errors import ConfigError
 from recengine.models.itemknn import ItemKNN
 from recengine.serving import Service, Settings
@@ -239,3 +242,51 @@ def test_the_api_lists_trains_and_activates_versions_with_an_admin_key(store, ro
         assert client.get("/v1/model", headers=keys["read"]).json()["source"]["version"] == first.version.id
         assert client.post("/v1/models/999/activate", headers=keys["admin"]).status_code == 404
         assert client.post(f"/v1/models/{first.version.id}/activate", headers=keys["admin"]).status_code == 422
+
+
+def test_the_command_line_trains_lists_and_rolls_back(store, root, capsys):
+    assert main(["train", "--store", store.url]) == 2  # nothing active to retrain, and no --model
+    assert "--model" in capsys.readouterr().err
+    ids = []
+    for model in ("popular", "itemknn"):
+        assert main(["train", "--store", store.url, "--model", model, "--models-root", str(root), "--promote"]) == 0
+        out, err = capsys.readouterr()
+        ids.append(int(out))
+        assert "promoted:" in err and f"{root.resolve() / out.strip()}" in err
+    assert main(["train", "--store", store.url, "--param", "neighbors=5", "--models-root", str(root)]) == 0
+    retrained = store.version(int(capsys.readouterr().out))
+    assert retrained.name == "itemknn" and retrained.params["neighbors"] == 5 and retrained.status == "ready"
+    assert main(["versions", "--store", store.url]) == 0
+    listing = capsys.readouterr().out
+    assert "active" in listing and "ndcg@20" in listing
+    assert main(["rollback", str(ids[0]), "--store", store.url]) == 0
+    assert store.active_version().id == ids[0]
+    assert main(["rollback", "999", "--store", store.url]) == 2
+
+
+def test_serve_retrains_on_its_schedule(store, root, capsys):
+    first = active(store, "itemknn", root)
+    key = store.create_api_key("reader", ["read"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "recengine.cli", "serve", "--store", store.url, "--port",
+                               str(port), "--retrain-every", "0.5", "--models-root", str(root), "--log-level",
+                               "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                try:
+                    version = http.get("/v1/model").json()["source"]["version"]
+                except httpx.TransportError:
+                    version = None
+                if version is not None and version != first.version.id:
+                    break
+                time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=30)[0]
+    assert server.returncode == 0 and "retraining every 0.5 s" in output, output
+    assert store.version(version).status in ("active", "ready")  # a later scheduled run may have followed
