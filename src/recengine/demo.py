@@ -118,7 +118,7 @@ def serve_store(url: str, key: str, host: str, port: int) -> None:
     service = Service.open(settings)
     try:
         base = f"http://{host}:{port}"
-        console.print(f"\nserving on [bold]{base}[/] (API documentation at {base}/docs); try\n"
+        console.print(f"\nserving the dashboard on [bold]{base}/[/] and the API (documentation at {base}/docs); try\n"
                       f"  curl -H 'X-API-Key: {key}' '{base}/v1/users/1/recommendations?k=5&explain=true'\n"
                       f"Ctrl-C stops the server.", highlight=False, soft_wrap=True)
         uvicorn.run(create_app(settings, service), host=host, port=port, log_level="warning")
