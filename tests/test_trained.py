@@ -89,3 +89,13 @@ def test_a_new_item_reached_through_content_says_so():
     assert explanation["reason"] == "new-item"
     assert explanation["details"]["interest"] == ["Comedy"]
     assert explanation["text"] == "New item matching your interest in Comedy"
+
+
+def test_an_item_nothing_in_the_history_supports_is_not_called_liked():
+    data = films()
+    trained = TrainedModel.fit(create_model("itemknn", neighbors=1), data)
+    history = trained.histories_for(["u1"])
+    scores = trained.model.score(history)[0]
+    unsupported = int(np.flatnonzero((scores == 0) & (data.item_popularity() > 0))[0])
+    explanation = trained.explain("u1", trained.dataset.items.ids[unsupported])
+    assert explanation["reason"] == "popular" and explanation["text"].startswith("Popular")

@@ -257,10 +257,13 @@ class TrainedModel:
         else:
             explanation = self.model.explain(history, item, top=top)
         reason, details = explanation.reason, dict(explanation.details)
-        named = [j for j, _ in explanation.contributions]
+        named = [j for j, weight in explanation.contributions if weight > 0]
         if reason in ("liked", "similar-content") and self._popularity()[item] == 0:
             reason = "new-item"
             details["interest"] = self._shared_categories(item, history.items)
+        elif reason in ("liked", "similar-content") and not named:
+            # Nothing in the history raises this item's score (it fills a short list): say what it is instead.
+            reason = "popular"
         if reason == "popular":
             details.update(self._popular_details(item))
         ids = self.dataset.items.ids
