@@ -96,7 +96,9 @@ def test_items_upsert_delete_and_similar(client, keys):
     similar = client.get("/v1/items/a0/similar", params={"k": 3}, headers=keys["read"])
     assert similar.status_code == 200 and all(r["item"].startswith("a") for r in similar.json()["items"])
     new = client.put("/v1/items/n1", json={"title": "New film", "categories": ["Comedy"]}, headers=keys["write"])
-    assert new.status_code == 200 and new.json()["in_model"] is False and "retrain" in new.json()["note"]
+    assert new.status_code == 200 and new.json()["in_model"] is True and "content" in new.json()["note"]
+    bare = client.put("/v1/items/n0", json={"price": 3.0}, headers=keys["write"])  # nothing to score it by
+    assert bare.json()["in_model"] is False and "retrain" in bare.json()["note"]
     old = client.put("/v1/items/a3", json={"title": "Action 3", "attributes": {"year": 1999}},
                      headers=keys["write"])
     assert old.json()["in_model"] is True
@@ -106,8 +108,9 @@ def test_items_upsert_delete_and_similar(client, keys):
     unknown = client.get("/v1/items/zzz/similar", headers=keys["read"])
     assert unknown.status_code == 404 and "zzz" in unknown.json()["detail"]
     assert client.get("/v1/items/a2/similar", headers=keys["read"]).status_code == 404
-    # An event for an item the model lacks is stored, and said to be.
-    assert post(client, keys, [{"user": "x", "item": "n1"}]).json() == {"accepted": 1, "unknown_items": 1}
+    # An event for an item the service does not serve is stored, and said to be.
+    assert post(client, keys, [{"user": "x", "item": "n0"}, {"user": "x", "item": "n1"}]).json() == {
+        "accepted": 2, "unknown_items": 1}
 
 
 def test_keys_and_scopes(client, keys, store_url):

@@ -257,13 +257,14 @@ def test_request_ids_are_kept(store):
 def test_a_newer_schema_is_refused_and_an_older_one_migrated(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     Store.open(url).close()
-    steps = []
-    monkeypatch.setattr(schema, "MIGRATIONS", [lambda conn: steps.append(conn.exec_driver_sql("SELECT 1"))])
+    steps, latest = [], schema.latest_version()
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS,
+                                               lambda conn: steps.append(conn.exec_driver_sql("SELECT 1"))])
     with Store.open(url) as store, store.engine.connect() as conn:
-        assert conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == 2
+        assert conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == latest + 1
     assert len(steps) == 1
-    monkeypatch.setattr(schema, "MIGRATIONS", [])
-    with pytest.raises(ConfigError, match="schema version 2, newer than this recengine knows"):
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:latest - 1])
+    with pytest.raises(ConfigError, match=f"schema version {latest + 1}, newer than this recengine knows"):
         Store.open(url)
 
 

@@ -6,8 +6,14 @@ history changed is scored by fold-in (Histories.users = -1), so a posted event c
 recommendation without retraining. Per request the work is one 1-row Histories, one model.score row, masks by
 index arrays and one top-K; nothing proportional to the number of users is rebuilt.
 
-Items added after training (through events or upserts) are stored, but the model has no column for them:
-they become recommendable with the next retrain. Scoring them at once through item content is a later piece.
+Items upserted after training with content (a title, text or categories) are recommendable at once:
+recengine.serving.new_items gives them served indices after the model's (n_items, n_items + 1, ...) and
+scores them by content on the model's z-scale. Every index array of a request (history, exclude, candidates,
+categories, deleted items) is in served indices; the model's own rows cover the first n_items. Items that
+arrive only through events (no content) wait for the next retrain.
+
+A deleted user is forgotten for good: the deletion is recorded in the store (deleted_users) and read again at
+start, so a model trained before it never uses its learned state for them, not even after a restart.
 """
 
 from __future__ import annotations
@@ -15,17 +21,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recengine.data.histories import Histories
 from recengine.errors import ConfigError, DataError, UnknownIdError
 from recengine.models.rerank import mmr
 from recengine.models.topk import PAD_ITEM, topk
+from recengine.serving.new_items import CatalogueContent, NewItems
 from recengine.serving.settings import Settings
 from recengine.store import Store
 from recengine.trained import TrainedModel
@@ -39,7 +48,8 @@ _EXPLAIN_TOP = 3
 
 @dataclass(frozen=True)
 class LiveHistory:
-    """One user's history as the service scores it, oldest first (replaced whole, never changed in place)."""
+    """One user's history as the service scores it, oldest first (replaced whole, never changed in place);
+    items are served indices, so new items (>= the model's n_items) are there too."""
 
     items: np.ndarray
     weights: np.ndarray
@@ -65,14 +75,14 @@ class Recommendations:
     user: str
     source: str
     items: list[Recommendation]
-    #: Candidate ids the model cannot rank (unknown to it: added after training, or never seen).
+    #: Candidate ids the service cannot rank (never seen, or added after training without content).
     unknown_candidates: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class IngestReport:
     accepted: int
-    #: Accepted events whose item the model does not know: stored, used by the next retrain.
+    #: Accepted events whose item the service does not serve: stored, used by the next retrain.
     unknown_items: int
 
 
@@ -100,6 +110,10 @@ class _State:
         #: Internal indices of items deleted since training: never recommended.
         self.blocked = np.zeros(0, dtype=np.int64)
         self.groups: dict[tuple, np.ndarray | None] = {}
+        #: Built at the first new item (an O(catalogue) step that most states never need), set before new.
+        self.content: CatalogueContent | None = None
+        #: Items served through content; replaced whole on every change (requests read it once).
+        self.new: NewItems | None = None
 
 
 class Service:
@@ -110,6 +124,9 @@ class Service:
         # Serializes writes (store commit + live update, deletes, swaps), so the live state follows the store's
         # commit order; reads take no lock.
         self._lock = threading.Lock()
+        #: Deleted users whose learned state the serving model must not use (those it knows and was trained
+        #: before their deletion); every recorded deletion is in _deletions.
+        self._deletions = store.deleted_users()
         self._forgotten: set[str] = set()
         self._removed_items: set[str] = set()
         self._attributes = _attributes(store.users())
@@ -142,9 +159,14 @@ class Service:
         built whole first; requests already running finish on the old model."""
         state = _State(trained, dict(source or {}))
         with self._lock:
-            # A deleted user or item the new model does not know needs no forgetting any more.
-            self._forgotten = {u for u in self._forgotten if u in trained.dataset.users}
+            # A deleted item the new model does not know needs no blocking any more; a deleted user needs
+            # forgetting only by a model that knows them and began training before their (latest) deletion.
+            began = self._training_began(state)
+            self._forgotten = {u for u, at in self._deletions.items()
+                               if u in trained.dataset.users and (began is None or began <= at)}
             self._removed_items = {i for i in self._removed_items if i in trained.dataset.items}
+            stored = self.store.items()
+            self._add_new_items(state, stored[~stored.index.isin(trained.dataset.items.ids)])
             events = self.store.events(since=None if state.newest is None else state.newest + 1)
             self._extend(state, events)
             state.blocked = self._blocked(state)
@@ -153,8 +175,10 @@ class Service:
     def model_info(self) -> dict[str, Any]:
         state = self._state
         data = state.trained.dataset
+        new = state.new
         return {**state.trained.info, "source": state.source, "users": data.n_users, "items": data.n_items,
-                "live_users": len(state.live), "categories": sorted(state.members)}
+                "new_items": 0 if new is None else int(new.active.sum()), "live_users": len(state.live),
+                "categories": sorted(set(state.members) | set({} if new is None else new.members))}
 
     # -------------------------------------------------------------------------------------------- reading
     def history(self, user: str) -> Histories:
@@ -177,21 +201,28 @@ class Service:
         # setting is per thread, so it is made on the thread that serves the request.
         numba.set_num_threads(1)
         state = self._state
+        new = state.new
         h = self._history(state, user)
         if len(h.items):
             scores, source = np.array(state.trained.model.score(h), dtype=np.float32, copy=True), "model"
         else:
             scores, source = self._popularity(state, user, h)
+        if new is not None and len(new):
+            # New items after the model's: one row over every served item, so that all masks below index it.
+            scores = np.concatenate([scores[0], new.scores(h, scores[0]).astype(np.float32)])[None, :]
         row = scores[0]
         if exclude_seen:
-            row[h.items] = -np.inf
+            live = state.live.get(user)
+            row[h.items if live is None else live.items] = -np.inf
         row[state.blocked] = -np.inf
+        if new is not None:
+            row[new.blocked] = -np.inf
         if exclude:
-            excluded = state.trained.dataset.items.index(list(exclude), missing="negative")
+            excluded = self._served(state, exclude)
             row[excluded[excluded >= 0]] = -np.inf
         allowed, unknown = None, []
         if candidates is not None:
-            found = state.trained.dataset.items.index(list(candidates), missing="negative")
+            found = self._served(state, candidates)
             unknown = [str(c) for c, i in zip(candidates, found, strict=True) if i < 0]
             allowed = found[found >= 0]
         if categories:
@@ -204,32 +235,49 @@ class Service:
         if diversity > 0:
             if state.category_matrix is None:
                 raise ConfigError("diversity needs item categories (genres), and this model's data has none")
+            vectors = state.category_matrix if new is None or not len(new) else \
+                sp.vstack([state.content.vectors.categories, new.vectors.categories], format="csr")
             items, values = topk(scores, max(_MIN_POOL, _POOL_FACTOR * k))
-            items, values = mmr(items, values, state.category_matrix, k, lambda_=1.0 - diversity)
+            items, values = mmr(items, values, vectors, k, lambda_=1.0 - diversity)
         else:
             items, values = topk(scores, k)
         valid = items[0] != PAD_ITEM
         chosen, chosen_scores = items[0][valid], values[0][valid]
-        ids, titles = state.item_ids[chosen], state.titles[chosen]
-        reasons = [state.trained.explain_history(user, h, int(i), _EXPLAIN_TOP) for i in chosen] if explain \
-            else [{}] * len(chosen)
+        ids, titles = self._describe(state, chosen)
+        reasons = [self._explain(state, user, h, int(i)) for i in chosen] if explain else [{}] * len(chosen)
         return Recommendations(user, source, [
             Recommendation(str(i), rank, float(s), title, r.get("reason"), r.get("text"))
             for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)
         ], unknown)
 
     def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
-        """The k items most similar to `item` by the model (deleted items left out)."""
+        """The k items most similar to `item` by the model (deleted items left out). A new item's are the items
+        nearest by content; a catalogue item's list takes in the new items among its content neighbours, each
+        at the place its content similarity has among the catalogue's (scored as the item it displaces)."""
         state = self._state
+        new = state.new
         item = str(item)
-        self._item_index(state, item)
-        frame = state.trained.similar_items([item], k + len(state.blocked))
-        if len(state.blocked):
-            frame = frame[~frame["similar"].isin(state.trained.dataset.items.lookup(state.blocked))]
-        frame = frame.head(k)
-        titles = state.trained.titles(list(frame["similar"]))
-        return [Recommendation(str(i), rank, float(s), title) for rank, (i, s, title) in
-                enumerate(zip(frame["similar"], frame["score"], titles, strict=True), 1)]
+        index = self._item_index(state, item)
+        n_items = state.trained.dataset.n_items
+        if index >= n_items:
+            assert new is not None  # served indices past the model's are new items
+            pairs = new.similar(index, k, state.blocked)
+        else:
+            frame = state.trained.similar_items([item], k + len(state.blocked))
+            if len(state.blocked):
+                frame = frame[~frame["similar"].isin(state.trained.dataset.items.lookup(state.blocked))]
+            frame = frame.head(k)
+            pairs = list(zip(state.trained.dataset.items.index(list(frame["similar"])).tolist(),
+                             frame["score"].astype(float), strict=True))
+            # near() is in rank order, so the new items placed before this one are all ahead of its place.
+            for placed, (rank, served) in enumerate([] if new is None else new.near(index)):
+                if rank < k and pairs:
+                    at = rank + placed
+                    pairs.insert(at, (served, pairs[min(at, len(pairs) - 1)][1]))
+            pairs = pairs[:k]
+        ids, titles = self._describe(state, np.asarray([i for i, _ in pairs], dtype=np.int64))
+        return [Recommendation(str(i), rank, float(s), title) for rank, (i, (_, s), title) in
+                enumerate(zip(ids, pairs, titles, strict=True), 1)]
 
     def profile(self, user: str) -> dict[str, Any]:
         """Who a training user is (recengine.profiles): it describes the training history; events_since_training
@@ -255,17 +303,15 @@ class Service:
 
     def delete_user(self, user: str) -> int:
         """Delete a user's events from the store and their live state; from now on they are an unknown user (the
-        model's learned state for them is never used again). Returns how many events went."""
+        model's learned state for them is never used again: the deletion is recorded in the store, so this holds
+        across restarts, until a model trained after it is served). Returns how many events went."""
         user = str(user)
         with self._lock:
             state = self._state
+            # The model's training data need not come from this store: a user only it knows is deleted too.
             known = user in state.live or user in state.trained.dataset.users
-            try:
-                deleted = self.store.delete_user(user)
-            except UnknownIdError:
-                if not known:  # the model's training data need not come from this store
-                    raise
-                deleted = 0
+            deleted = self.store.forget_user(user) if known else self.store.delete_user(user)
+            self._deletions[user] = datetime.now(UTC)
             state.live.pop(user, None)
             self._attributes.pop(user, None)
             if user in state.trained.dataset.users:
@@ -279,17 +325,21 @@ class Service:
             if len(frame.columns):
                 self._attributes.update(_attributes(frame))
 
-    def upsert_items(self, frame: pd.DataFrame) -> list[bool]:
+    def upsert_items(self, frame: pd.DataFrame) -> list[str | None]:
         """Insert or update items (a frame indexed by item id, as Store.upsert_items takes); returns, per item,
-        whether the model can recommend it (an item new since training waits for the next retrain). Metadata
-        changes reach recommendations (titles, categories) with the next retrain too."""
+        how it is recommended: "model" (the model knows it), "content" (new since training, served through its
+        content until the next retrain learns it) or None (new, with no title, text or categories to go by).
+        Metadata changes of items the model knows reach recommendations with the next retrain."""
         ids = frame.index.astype(str)
         with self._lock:
             self.store.upsert_items(frame)
             state = self._state
             self._removed_items -= set(ids)
             state.blocked = self._blocked(state)
-        return [i in state.trained.dataset.items for i in ids]
+            fresh = [i for i in ids if i not in state.trained.dataset.items]
+            # The stored rows, not the frame: an update carries only the fields it changes.
+            served = self._add_new_items(state, self.store.items(fresh)) if fresh else {}
+        return ["model" if i in state.trained.dataset.items else "content" if served.get(i) else None for i in ids]
 
     def delete_item(self, item: str) -> int:
         """Delete an item and its events from the store; it is never recommended again. Returns how many events
@@ -306,15 +356,21 @@ class Service:
             if item in state.trained.dataset.items:
                 self._removed_items.add(item)
                 state.blocked = self._blocked(state)
+            elif state.new is not None and item in state.new.index:
+                state.new = state.new.remove(item)
         return deleted
 
     # ------------------------------------------------------------------------------------------ internals
     def _history(self, state: _State, user: str) -> Histories:
+        """The model's view of the user's live history: its items in the model's vocabulary (new items have no
+        column there; they count as seen all the same)."""
         n_items = state.trained.dataset.n_items
         live = state.live.get(user)
         if live is not None:
-            return Histories(np.array([0, len(live.items)]), live.items, n_items, live.weights, live.timestamps,
-                             live.ratings, users=np.array([-1]))
+            keep = live.items < n_items
+            return Histories(np.array([0, int(keep.sum())]), live.items[keep], n_items, live.weights[keep],
+                             live.timestamps[keep], None if live.ratings is None else live.ratings[keep],
+                             users=np.array([-1]))
         index = self._training_index(state, user)
         if index >= 0:
             return state.training[index:index + 1]
@@ -328,10 +384,10 @@ class Service:
         return -1 if user in self._forgotten else state.user_index.get(user, -1)
 
     def _extend(self, state: _State, frame: pd.DataFrame) -> int:
-        """Append events to the live histories of their users; returns how many have items the model lacks."""
+        """Append events to the live histories of their users; returns how many have items the service lacks."""
         if not len(frame):
             return 0
-        items = state.trained.dataset.items.index(frame["item"].astype(str).to_numpy(), missing="negative")
+        items = self._served(state, frame["item"].astype(str).to_numpy())
         known = items >= 0
         frame = frame[known]
         weights = (frame["weight"].fillna(1.0) if "weight" in frame else pd.Series(1.0, index=frame.index))
@@ -382,19 +438,79 @@ class Service:
         return np.array(state.trained.fallback.score(h), dtype=np.float32, copy=True), "popular"
 
     def _category_items(self, state: _State, categories: Sequence[str]) -> np.ndarray:
-        if not state.members:
+        """Served indices of the items in any of these categories, new items included."""
+        new = {} if state.new is None else state.new.members
+        if not state.members and not new:
             raise ConfigError("this model's data has no item categories (genres) to filter by")
-        unknown = [c for c in categories if c not in state.members]
+        unknown = [c for c in categories if c not in state.members and c not in new]
         if unknown:
-            raise DataError(f"unknown categories {unknown}; known: {', '.join(sorted(state.members))}")
-        return np.unique(np.concatenate([state.members[c] for c in categories]))
+            raise DataError(f"unknown categories {unknown}; known: {', '.join(sorted(set(state.members) | set(new)))}")
+        empty = np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate([part for c in categories
+                                         for part in (state.members.get(c, empty), new.get(c, empty))]))
 
     def _item_index(self, state: _State, item: str) -> int:
-        index = state.trained.dataset.items.index(item, missing="negative")
-        if index < 0 or item in self._removed_items:
-            raise UnknownIdError(f"unknown item {item!r}: the model does not know it (an item added since "
-                                 f"training is known after the next retrain)")
+        """The served index of an item that is recommended (not deleted)."""
+        index = int(self._served(state, [item])[0])
+        new = state.new
+        deleted = item in self._removed_items or (new is not None and index in new.blocked)
+        if index < 0 or deleted:
+            raise UnknownIdError(f"unknown item {item!r}: the service does not serve it (an item added since "
+                                 f"training is served once it has a title, text or categories)")
         return index
+
+    def _served(self, state: _State, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Served indices of item ids: the model's, then the new items' (deleted ones included, as the model's
+        deleted items keep theirs); -1 for an id the service does not know."""
+        found = np.asarray(state.trained.dataset.items.index(list(ids), missing="negative"), dtype=np.int64)
+        new = state.new
+        if new is not None and len(new) and (found < 0).any():
+            for r in np.flatnonzero(found < 0):
+                j = new.index.get(str(ids[r]), -1)
+                found[r] = new.offset + j if j >= 0 else -1
+        return found
+
+    def _describe(self, state: _State, served: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and titles of served indices."""
+        n_items = state.trained.dataset.n_items
+        if state.new is None or not (served >= n_items).any():
+            return state.item_ids[served], state.titles[served]
+        ids = np.concatenate([state.item_ids, state.new.ids])
+        return ids[served], np.concatenate([state.titles, state.new.titles])[served]
+
+    def _explain(self, state: _State, user: str, h: Histories, served: int) -> dict:
+        """The reason and sentence for one recommended item: the model's, or for a new item, its content's."""
+        if served < state.trained.dataset.n_items:
+            return state.trained.explain_history(user, h, served, _EXPLAIN_TOP)
+        assert state.new is not None  # served indices past the model's are new items
+        why = state.new.explain(h, served, _EXPLAIN_TOP)
+        titles = state.titles[why["because"][:2]].tolist()
+        # TrainedModel's sentence for an item nobody has interacted with yet.
+        text = f"New item matching your interest in {', '.join(why['interest'][:3])}" if why["interest"] else \
+            f"New item similar to {' and '.join(titles)}" if titles else "New item"
+        return {"reason": why["reason"], "text": text}
+
+    def _add_new_items(self, state: _State, stored: pd.DataFrame) -> dict[str, bool]:
+        """Serve these stored items (unknown to the model) through content; per id, whether it is served."""
+        if not len(stored):
+            return {}
+        if state.content is None:
+            state.content = CatalogueContent(state.trained)
+        new, served = (state.new or NewItems(state.content)).upsert(stored)
+        state.new = new
+        return dict(zip(stored.index.astype(str), served, strict=True))
+
+    def _training_began(self, state: _State) -> datetime | None:
+        """When the model's training data was read at the latest: a store version's registration time (the
+        snapshot comes after it), else the fit's start from the bundle; None when the bundle does not say."""
+        version = state.source.get("version")
+        if version is not None:
+            return self.store.version(int(version)).created_at
+        try:
+            finished = datetime.strptime(str(state.trained.info["trained_at"]), "%Y-%m-%dT%H:%M:%SZ")
+            return finished.replace(tzinfo=UTC) - timedelta(seconds=float(state.trained.info["fit_seconds"]))
+        except (KeyError, ValueError):
+            return None
 
     def _blocked(self, state: _State) -> np.ndarray:
         return np.sort(state.trained.dataset.items.index(sorted(self._removed_items), missing="negative")) \

@@ -99,14 +99,34 @@ api_keys = sa.Table(
     sa.Column("revoked_at", _Time(), nullable=True),
 )
 
+# Tombstones of deleted users. Their events leave the store with them, but a model trained before the deletion
+# still holds what it learned from those events: the service reads these rows at start so that such a model
+# never uses that state again (until a model trained after deleted_at is served). Keyed by external id, since
+# the users row is gone.
+deleted_users = sa.Table(
+    "deleted_users", metadata,
+    sa.Column("external_id", sa.Text, primary_key=True),
+    sa.Column("deleted_at", _Time(), nullable=False),
+)
+
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, nullable=False),
 )
 
+
+
+def _add_deleted_users(conn: Connection) -> None:
+    """1 → 2: the deleted_users table. Spelled out rather than deleted_users.create, so that the step keeps
+    doing what version 2 was if the table's definition changes later (that is a step of its own)."""
+    sa.Table("deleted_users", sa.MetaData(),
+             sa.Column("external_id", sa.Text, primary_key=True),
+             sa.Column("deleted_at", _Time(), nullable=False)).create(conn)
+
+
 #: Upgrade steps for stores made by older versions: MIGRATIONS[k] takes a store from version k + 1 to k + 2.
 #: A change to the tables above adds a step here; a new store is created at the latest version directly.
-MIGRATIONS: list[Callable[[Connection], None]] = []
+MIGRATIONS: list[Callable[[Connection], None]] = [_add_deleted_users]
 
 
 def latest_version() -> int:

@@ -173,12 +173,18 @@ class Store:
         attribute. When the frame has columns, they replace the stored attributes."""
         return self._upsert(schema.users, frame, "user", ())
 
-    def items(self) -> pd.DataFrame:
-        """Every item's features, indexed by item id (index name "item"), in the order they were added."""
+    def items(self, ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every item's features (or those of the items with these ids that exist), indexed by item id (index
+        name "item"), in the order they were added."""
         t = schema.items
+        query = sa.select(t.c.external_id, *(t.c[f] for f in ITEM_FIELDS), t.c.attributes).order_by(t.c.id)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.external_id, *(t.c[f] for f in ITEM_FIELDS), t.c.attributes)
-                                .order_by(t.c.id)).all()
+            if ids is None:
+                rows = conn.execute(query).all()
+            else:
+                wanted = [str(i) for i in ids]
+                rows = [row for start in range(0, len(wanted), _CHUNK) for row in conn.execute(
+                    query.where(t.c.external_id.in_(wanted[start:start + _CHUNK]))).all()]
         return _features_frame(rows, "item", ITEM_FIELDS)
 
     def users(self) -> pd.DataFrame:
@@ -189,8 +195,25 @@ class Store:
         return _features_frame(rows, "user", ())
 
     def delete_user(self, user: str) -> int:
-        """Delete a user and all their events; returns how many events went."""
-        return self._delete(schema.users, schema.events.c.user_id, "user", user)
+        """Delete a user and all their events, and record the deletion (see deleted_users) in the same
+        transaction; returns how many events went. UnknownIdError when the store has no such user."""
+        return self._delete(schema.users, schema.events.c.user_id, "user", user, tombstone=True)
+
+    def forget_user(self, user: str) -> int:
+        """delete_user for a user the store need not have (one a model was trained on elsewhere): the deletion
+        is recorded either way; returns how many events went (0 without the user)."""
+        try:
+            return self.delete_user(user)
+        except UnknownIdError:
+            with self.engine.begin() as conn:
+                self._record_deletion(conn, str(user))
+            return 0
+
+    def deleted_users(self) -> dict[str, datetime]:
+        """Every deleted user's id with the time of their latest deletion (UTC)."""
+        t = schema.deleted_users
+        with self.engine.connect() as conn:
+            return {str(user): at for user, at in conn.execute(sa.select(t.c.external_id, t.c.deleted_at))}
 
     def delete_item(self, item: str) -> int:
         """Delete an item and all events with it; returns how many events went."""
@@ -391,7 +414,8 @@ class Store:
             conn.execute(statement, records)
         return len(records)
 
-    def _delete(self, table: sa.Table, event_column: sa.Column, kind: str, external_id: str) -> int:
+    def _delete(self, table: sa.Table, event_column: sa.Column, kind: str, external_id: str, *,
+                tombstone: bool = False) -> int:
         with self.engine.begin() as conn:
             internal = conn.execute(sa.select(table.c.id).where(table.c.external_id == str(external_id))
                                     ).scalar_one_or_none()
@@ -399,7 +423,15 @@ class Store:
                 raise UnknownIdError(f"unknown {kind} {external_id!r}: it is not in the store")
             deleted = conn.execute(schema.events.delete().where(event_column == internal)).rowcount
             conn.execute(table.delete().where(table.c.id == internal))
+            if tombstone:
+                self._record_deletion(conn, str(external_id))
         return deleted
+
+    def _record_deletion(self, conn: Connection, user: str) -> None:
+        """Upsert: a second deletion moves deleted_at on (a model trained between the two must forget too)."""
+        statement = self._insert(schema.deleted_users).values(external_id=user, deleted_at=_now())
+        conn.execute(statement.on_conflict_do_update(index_elements=["external_id"],
+                                                     set_={"deleted_at": statement.excluded.deleted_at}))
 
 
 # ------------------------------------------------------------------------------------------ event rows

@@ -16,16 +16,17 @@ ItemId = Annotated[str, Path(min_length=1, max_length=512)]
 
 @router.put("/{item_id}", response_model=ItemOut)
 def put_item(item_id: ItemId, item: ItemIn, service: ServiceDep, _: WriteKey) -> ItemOut:
-    """Insert or update an item. An item the serving model does not know is stored and becomes recommendable
-    with the next retrain (content-based scoring of brand-new items is not served yet)."""
+    """Insert or update an item. An item the serving model does not know is recommendable at once through its
+    content (title, text, categories), until the next retrain learns it."""
     fields = {name: value for name, value in item.model_dump(exclude={"attributes"}).items() if value is not None}
     frame = pd.DataFrame([{**fields, **item.attributes}], index=pd.Index([item_id], name="item"))
     if "categories" in frame:
         frame["categories"] = pd.Series([item.categories], index=frame.index, dtype=object)
-    (in_model,) = service.upsert_items(frame)
-    note = "stored; the model recommends it (metadata changes reach the model with the next retrain)" \
-        if in_model else "stored; the model does not know it yet: recommendable after the next retrain"
-    return ItemOut(item=item_id, in_model=in_model, note=note)
+    (served,) = service.upsert_items(frame)
+    note = {"model": "stored; the model recommends it (metadata changes reach the model with the next retrain)",
+            "content": "stored; recommendable at once through its content, and learned by the next retrain",
+            None: "stored; without a title, text or categories it is recommendable after the next retrain"}[served]
+    return ItemOut(item=item_id, in_model=served is not None, note=note)
 
 
 @router.delete("/{item_id}", status_code=204, response_class=Response)
