@@ -15,6 +15,11 @@ FAST = {
     "blend": {"models": [{"name": "biased-mf", "params": {"factors": 4}}, "knn-baseline"]},
     "sasrec": {"hidden": 16, "dropout": 0.1, "lr": 5e-3, "epochs": 20, "patience": 0},
     "gru4rec": {"hidden": 16, "dropout": 0.3, "lr": 3e-3, "batch_size": 32, "epochs": 20, "patience": 0},
+    "gmf": {"lr": 1e-2, "epochs": 6, "patience": 0, "fold_in_steps": 10},
+    "mlp": {"lr": 1e-2, "epochs": 20, "patience": 0, "fold_in_steps": 10},
+    "neumf": {"lr": 1e-2, "epochs": 10, "patience": 0, "fold_in_steps": 10},
+    "multvae": {"hidden": 64, "latent": 16, "lr": 3e-3, "batch_size": 64, "epochs": 40, "patience": 0,
+                "total_anneal_steps": 20},
 }
 
 

@@ -194,3 +194,75 @@ def train(
     net.eval()
     log.seconds_per_epoch = seconds / epoch
     return log
+
+
+def train_epochs(
+    net: torch.nn.Module,
+    run_epoch: Callable[[], None],
+    *,
+    epochs: int,
+    patience: int,
+    validate: Callable[[], float] | None,
+    label: str,
+) -> TrainingLog:
+    """The epoch loop of `train` for models whose epochs are not mini-batches of fixed padded sequences
+    (pairs with negatives drawn afresh each epoch, rows of a user-item matrix): `run_epoch` runs one epoch's
+    optimizer steps; validation, keeping the best weights, patience and progress work as in `train`."""
+    log = TrainingLog()
+    best_state, best, waited, seconds, epoch = None, -np.inf, 0, 0.0, 0
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        epoch_task = progress.add_task(label, total=epochs)
+        for epoch in range(1, epochs + 1):
+            net.train()
+            started = time.perf_counter()
+            run_epoch()
+            seconds += time.perf_counter() - started
+            if validate is None:
+                log.best_epoch = epoch
+            else:
+                net.eval()
+                with torch.no_grad():
+                    score = validate()
+                log.validation.append(score)
+                if score > best:
+                    best, best_state, waited, log.best_epoch = score, copy.deepcopy(net.state_dict()), 0, epoch
+                else:
+                    waited += 1
+                progress.update(epoch_task, description=f"{label} val NDCG@10 {score:.4f} (best {best:.4f})")
+            progress.advance(epoch_task)
+            if validate is not None and waited >= patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    log.seconds_per_epoch = seconds / max(1, epoch)
+    return log
+
+
+def ndcg_at_10_of_sets(logits: Callable[[Histories], torch.Tensor], query: Histories, truth: np.ndarray,
+                       truth_indptr: np.ndarray) -> float:
+    """Mean NDCG@10 (binary gain, ideal DCG over min(10, |truth|) hits) of a set of held-out items per history
+    (row r's items: truth[truth_indptr[r]:truth_indptr[r + 1]]), ranked over all items with the history's items
+    excluded; the multi-item counterpart of `ndcg_at_10`. Rows without held-out items are left out."""
+    discount = 1.0 / torch.log2(torch.arange(10, dtype=torch.float64) + 2.0)
+    ideal = torch.cumsum(discount, 0)
+    total, rows = 0.0, 0
+    for start in range(0, len(query), SCORE_BATCH):
+        batch = query[start:start + SCORE_BATCH]
+        scores = logits(batch).float()
+        device = scores.device
+        scores[torch.as_tensor(batch.row_of_entry, device=device),
+               torch.as_tensor(batch.items.astype(np.int64), device=device)] = -torch.inf
+        stop = min(start + SCORE_BATCH, len(query))
+        counts = np.diff(truth_indptr[start:stop + 1])
+        relevant = torch.zeros_like(scores, dtype=torch.bool)
+        relevant[torch.as_tensor(np.repeat(np.arange(stop - start), counts), device=device),
+                 torch.as_tensor(truth[truth_indptr[start]:truth_indptr[stop]].astype(np.int64), device=device)] = True
+        hits = relevant.gather(1, scores.topk(min(10, scores.shape[1]), 1).indices).double().cpu()
+        dcg = (hits * discount[:hits.shape[1]]).sum(1)
+        best = ideal[torch.as_tensor(np.clip(counts, 1, 10) - 1)]
+        total += float((dcg / best)[torch.as_tensor(counts > 0)].sum())
+        rows += int((counts > 0).sum())
+    return total / max(1, rows)
