@@ -17,16 +17,21 @@ from recengine.serving.settings import Settings
 SCOPE_LEVELS = {"read": 1, "write": 2, "admin": 3}
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (recengine keys create)")
 
+# The dependencies that only read app state are async: FastAPI runs a plain `def` dependency in its thread pool,
+# and those hops (one per dependency per request) cost more than the lookups, about 0.5 ms of CPU a
+# recommendation request on the 2-core machine (benchmarks/service.py). The key check reads the store, so it
+# stays a thread-pool function.
 
-def get_service(request: Request) -> Service:
+
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -35,7 +40,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def get_k(settings: SettingsDep, k: Annotated[int, Query(ge=1, description="how many items")] = 10) -> int:
+async def get_k(settings: SettingsDep, k: Annotated[int, Query(ge=1, description="how many items")] = 10) -> int:
     if k > settings.max_k:
         raise ConfigError(f"k={k} is over the limit of {settings.max_k} (RECENGINE_MAX_K)")
     return k
