@@ -19,6 +19,7 @@ ALLOWED = {
     "trained": CORE | {"data", "models", "profiles"},
     "store": CORE | {"data"},
     "serving": CORE | {"data", "models", "store", "evaluation", "trained", "profiles"},
+    "online": CORE | {"data", "models", "evaluation"},
 }
 
 

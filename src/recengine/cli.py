@@ -474,6 +474,53 @@ def cmd_keys(args: argparse.Namespace) -> None:
             console.print(f"API key {args.id} revoked")
 
 
+def _shares(text: str | None) -> dict[str, float] | None:
+    """--shares control=0.5,b=0.5 → {"control": 0.5, "b": 0.5}."""
+    if text is None:
+        return None
+    shares = {}
+    for pair in text.split(","):
+        name, sep, raw = pair.partition("=")
+        try:
+            shares[name.strip()] = float(raw)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--shares {text!r}: write variant=share pairs, e.g. control=0.5,treatment=0.5")
+    return shares
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from recengine.online.experiments import analyze, power, read_units, sample_size
+
+    if args.action == "power":
+        n = sample_size(args.baseline, args.lift, alpha=args.alpha, power=args.power)
+        console.print(f"{n:,} units per variant (one exposure each) detect a {args.lift:+.2%} relative lift over a "
+                      f"{args.baseline:.2%} conversion rate with {power(args.baseline, args.lift, n, args.alpha):.1%} "
+                      f"power at two-sided alpha {args.alpha:g}", highlight=False, soft_wrap=True)
+        print(n)  # stdout carries only the number, for scripts
+        return
+    result = analyze(read_units(args.units), shares=_shares(args.shares), mixture_sd=args.mixture_sd)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    control = result["control"]
+    rows = [{"variant": control["variant"], "units": control["units"], "rate": control["rate"], "lift": "",
+             "95% interval": "", "p": "", "p sequential": ""}]
+
+
+    def shown(value: float | None, spec: str) -> str:  # None: undefined (e.g. no variance at all)
+        return "—" if value is None else format(value, spec)
+
+    rows += [{"variant": name, "units": v["units"], "rate": v["rate"], "lift": shown(v["lift"], "+.2%"),
+              "95% interval": f"{shown(v['ci_low'], '+.2%')} … {shown(v['ci_high'], '+.2%')}",
+              "p": shown(v["p_value"], ".4f"), "p sequential": shown(v["p_value_sequential"], ".4f")}
+             for name, v in result["variants"].items()]
+    print_frame(pd.DataFrame(rows), title=f"conversions per exposure · {result['units']:,} units")
+    srm = f"sample-ratio p = {result['srm_p_value']:.3g}"
+    console.print(f"[red]warning:[/] {srm}: the split does not match the design; do not trust the lifts until the "
+                  f"assignment is fixed" if result["srm_flag"] else srm, highlight=False, soft_wrap=True)
+    console.print(f"analysis → {args.out}", highlight=False)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from recengine.demo import DEMO_MODELS, run_demo
 
@@ -636,6 +683,22 @@ def build_parser() -> argparse.ArgumentParser:
     for k in keys.choices.values():
         k.add_argument("--store", help=store_help)
     p.set_defaults(run=cmd_keys)
+
+    p = sub.add_parser("experiment", help="A/B experiments: analyse unit-level results, size an experiment")
+    experiment = p.add_subparsers(dest="action", required=True)
+    e = experiment.add_parser("analyze", help="lift, intervals, p-values (fixed and always-valid), CUPED, SRM")
+    e.add_argument("--units", required=True, help="CSV with unit,variant,exposures,conversions[,value,pre_value]")
+    e.add_argument("--out", required=True, help="JSON file for the analysis")
+    e.add_argument("--shares", help="designed shares for the sample-ratio check, e.g. control=0.5,b=0.5 "
+                                    "(default equal)")
+    e.add_argument("--mixture-sd", type=float, default=0.05,
+                   help="spread of the sequential test's mixture over the log rate ratio (default 0.05)")
+    e = experiment.add_parser("power", help="units per variant to detect a relative lift in conversion rate")
+    e.add_argument("--baseline", type=float, required=True, help="control conversion rate, e.g. 0.05")
+    e.add_argument("--lift", type=float, required=True, help="relative lift to detect, e.g. 0.03 for +3%%")
+    e.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level (default 0.05)")
+    e.add_argument("--power", type=float, default=0.8, help="probability of detecting the lift (default 0.8)")
+    p.set_defaults(run=cmd_experiment)
 
     p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard, recommendations, then the API "
                                     "served with the data in a store and a model version active")
