@@ -241,6 +241,19 @@ def cmd_tune(args: argparse.Namespace) -> None:
                                              indent=2))
 
 
+def cmd_ope(args: argparse.Namespace) -> None:
+    from recengine.online.ope import evaluate, read_log, read_target
+
+    log, target = read_log(args.log), read_target(args.target)
+    results = evaluate(log, target, switch_tau=args.switch_tau, seed=args.seed)
+    Path(args.out).write_text(json.dumps({name: e.to_dict() for name, e in results.items()}, indent=2))
+    rows = [{"estimator": name, "estimate": f"{e.estimate:.5g}", "95% interval": f"{e.ci_low:.5g} … {e.ci_high:.5g}",
+             "ess": f"{e.ess:,.0f}"} for name, e in results.items()]
+    print_frame(pd.DataFrame(rows), title=f"off-policy value per impression ({len(log):,} logged impressions, "
+                                          f"{results['ips'].n_rounds:,} rounds; iips: per round)")
+    console.print(f"estimates → {args.out}", highlight=False)
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from recengine.models.registry import available_models
 
@@ -592,6 +605,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="time budget in seconds")
     p.add_argument("--out", help="JSON file for the best parameters")
     p.set_defaults(run=cmd_tune)
+
+    p = sub.add_parser("ope", help="off-policy evaluation: a target policy's value estimated from logged feedback")
+    p.add_argument("--log", required=True, help="CSV/Parquet with round,position,item,reward,propensity[,x_*]")
+    p.add_argument("--target", required=True, help="CSV/Parquet with round,position,item,prob: the evaluated "
+                                                   "policy's probability of each candidate at each logged slot")
+    p.add_argument("--out", required=True, help="JSON file: estimate, ci_low, ci_high (and se, ess) per estimator")
+    p.add_argument("--switch-tau", type=float, default=100.0,
+                   help="switch-dr: importance weights above this leave the reward model alone (default 100)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the reward model's cross-fitting folds")
+    p.set_defaults(run=cmd_ope)
 
     p = sub.add_parser("models", help="list the available models")
     p.set_defaults(run=cmd_models)
