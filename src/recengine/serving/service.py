@@ -18,7 +18,9 @@ start, so a model trained before it never uses its learned state for them, not e
 
 from __future__ import annotations
 
+import re
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,9 +36,11 @@ from recengine.data.histories import Histories
 from recengine.errors import ConfigError, DataError, UnknownIdError
 from recengine.models.rerank import mmr
 from recengine.models.topk import PAD_ITEM, topk
+from recengine.serving.impressions import ImpressionWriter
 from recengine.serving.new_items import CatalogueContent, NewItems
 from recengine.serving.settings import Settings
 from recengine.store import Store
+from recengine.store.store import Impression
 from recengine.trained import TrainedModel
 
 #: Diversity re-ranks this many of the model's best candidates per requested item (at least _MIN_POOL).
@@ -44,6 +48,9 @@ _POOL_FACTOR, _MIN_POOL = 5, 50
 #: Group popularities kept per model (one per distinct set of user attributes asked for).
 _GROUP_CACHE = 1_024
 _EXPLAIN_TOP = 3
+#: The service's request ids (uuid4 hex). Only these are checked against the impression log: clients may put
+#: ids of their own in an event's request_id (batch tags, say), which are stored and attributed by window.
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class Recommendations:
     user: str
     source: str
     items: list[Recommendation]
+    #: Names this response in the impression log; outcome events that carry it are attributed to it.
+    request_id: str
     #: Candidate ids the service cannot rank (never seen, or added after training without content).
     unknown_candidates: list[str] = field(default_factory=list)
 
@@ -94,6 +103,9 @@ class _State:
         data = trained.dataset
         self.trained = trained
         self.source = source
+        #: What the impression log records as the policy: the model, and its store version when it has one.
+        self.policy = str(trained.info.get("model", "model")) + \
+            (f"/v{source['version']}" if source.get("version") is not None else "")
         self.training = data.histories()
         # The hot path's lookups, made once: Vocabulary and titles go through pandas (Arrow-backed strings),
         # a millisecond a request that these plain arrays and this dict do not cost.
@@ -130,6 +142,7 @@ class Service:
         self._forgotten: set[str] = set()
         self._removed_items: set[str] = set()
         self._attributes = _attributes(store.users())
+        self.impressions = ImpressionWriter(store)
         self._state: _State
         self.swap(trained, source)
 
@@ -151,6 +164,7 @@ class Service:
             raise
 
     def close(self) -> None:
+        self.impressions.close()
         self.store.close()
 
     # ------------------------------------------------------------------------------------------ the model
@@ -245,10 +259,13 @@ class Service:
         chosen, chosen_scores = items[0][valid], values[0][valid]
         ids, titles = self._describe(state, chosen)
         reasons = [self._explain(state, user, h, int(i)) for i in chosen] if explain else [{}] * len(chosen)
-        return Recommendations(user, source, [
-            Recommendation(str(i), rank, float(s), title, r.get("reason"), r.get("text"))
-            for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)
-        ], unknown)
+        shown = [Recommendation(str(i), rank, float(s), title, r.get("reason"), r.get("text"))
+                 for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)]
+        request_id = uuid.uuid4().hex
+        # Deterministic ranking: no propensities. Only enqueued here; the writer's thread commits it.
+        self.impressions.log(Impression(request_id, user, datetime.now(UTC), state.policy,
+                                        [r.item for r in shown], [r.score for r in shown]))
+        return Recommendations(user, source, shown, request_id, unknown)
 
     def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
         """The k items most similar to `item` by the model (deleted items left out). A new item's are the items
@@ -295,7 +312,10 @@ class Service:
     # -------------------------------------------------------------------------------------------- writing
     def add_events(self, frame: pd.DataFrame) -> IngestReport:
         """Commit events (the readers' canonical frame) to the store, then extend the live histories: when this
-        returns, the events are durable and the users' next recommendations see them."""
+        returns, the events are durable and the users' next recommendations see them. A request_id of the
+        service's form must name a recommendation response (DataError naming the row otherwise)."""
+        if "request_id" in frame.columns:
+            self._check_requests(frame["request_id"])
         with self._lock:
             self.store.add_events(frame)
             unknown = self._extend(self._state, frame)
@@ -361,6 +381,21 @@ class Service:
         return deleted
 
     # ------------------------------------------------------------------------------------------ internals
+    def _check_requests(self, request_ids: pd.Series) -> None:
+        ours = [(row, r) for row, r in enumerate(request_ids) if isinstance(r, str) and _REQUEST_ID.fullmatch(r)]
+        if not ours:
+            return
+        wanted = {r for _, r in ours}
+        known = self.store.known_requests(wanted)
+        if known != wanted:
+            # An outcome can arrive before the writer's next batch: write what is waiting, then look again.
+            self.impressions.flush()
+            known |= self.store.known_requests(wanted - known)
+        row, request = next(((row, r) for row, r in ours if r not in known), (None, None))
+        if row is not None:
+            raise DataError(f"events[{row}]: unknown request_id {request!r}: no recommendation response had it "
+                            f"(give the request_id of a GET /v1/users/{{id}}/recommendations answer, or none)")
+
     def _history(self, state: _State, user: str) -> Histories:
         """The model's view of the user's live history: its items in the model's vocabulary (new items have no
         column there; they count as seen all the same)."""

@@ -109,6 +109,37 @@ deleted_users = sa.Table(
     sa.Column("deleted_at", _Time(), nullable=False),
 )
 
+
+def _impression_tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The impression log: one row per recommendation response, one per item shown in it. Users and items are
+    external ids, not keys into users/items: the log records what was shown even for ids the store does not
+    hold (yet). Shared with the 2 → 3 step; a later change to these tables is a step of its own that
+    first freezes this definition into that step."""
+    shown = sa.Table(
+        "impressions", meta,
+        sa.Column("request_id", sa.Text, primary_key=True),
+        sa.Column("user", sa.Text, nullable=False),
+        sa.Column("created_at", _Time(), nullable=False),
+        sa.Column("policy", sa.Text, nullable=False),  # the model (and version) that ranked the slate
+        sa.Column("experiment", sa.Text, nullable=True),
+        sa.Column("variant", sa.Text, nullable=True),
+        # Attribution looks up a user's impressions by time.
+        sa.Index("impressions_user_time", "user", "created_at"),
+    )
+    slate = sa.Table(
+        "impression_items", meta,
+        sa.Column("request_id", sa.Text, primary_key=True),
+        sa.Column("position", sa.Integer, primary_key=True),  # 1, 2, ... as in the logged-bandit format
+        sa.Column("item", sa.Text, nullable=False),
+        sa.Column("score", sa.Float, nullable=False),
+        # The policy's probability of this item at this position; NULL for a deterministic policy.
+        sa.Column("propensity", sa.Float, nullable=True),
+    )
+    return shown, slate
+
+
+impressions, impression_items = _impression_tables(metadata)
+
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, nullable=False),
@@ -124,9 +155,16 @@ def _add_deleted_users(conn: Connection) -> None:
              sa.Column("deleted_at", _Time(), nullable=False)).create(conn)
 
 
+def _add_impressions(conn: Connection) -> None:
+    """2 → 3: the impression log (impressions, impression_items), on a metadata of its own like step 1 → 2.
+    checkfirst: a store whose version was set back by hand may have the tables already."""
+    for table in _impression_tables(sa.MetaData()):
+        table.create(conn, checkfirst=True)
+
+
 #: Upgrade steps for stores made by older versions: MIGRATIONS[k] takes a store from version k + 1 to k + 2.
 #: A change to the tables above adds a step here; a new store is created at the latest version directly.
-MIGRATIONS: list[Callable[[Connection], None]] = [_add_deleted_users]
+MIGRATIONS: list[Callable[[Connection], None]] = [_add_deleted_users, _add_impressions]
 
 
 def latest_version() -> int:

@@ -47,6 +47,11 @@ _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 #: Ids per IN (...) query: under SQLite's and PostgreSQL's limits on bound parameters.
 _CHUNK = 5_000
 _KEY_PREFIX = "rk_"
+#: Columns of impressions(): one row per shown item.
+IMPRESSION_COLUMNS = ("request_id", "user", "created_at", "policy", "experiment", "variant", "position", "item",
+                      "score", "propensity")
+#: Seconds after an impression within which an outcome without a request id is attributed to it.
+ATTRIBUTION_WINDOW = 24 * 3600
 
 
 def default_url() -> str:
@@ -65,6 +70,22 @@ class ModelVersion:
     status: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One recommendation response as shown: its slate in rank order (position 1 first), the policy's score of
+    each item, and for a stochastic policy the probability of each item at its position (None: deterministic)."""
+
+    request_id: str
+    user: str
+    created_at: datetime
+    policy: str
+    items: Sequence[str]
+    scores: Sequence[float]
+    propensities: Sequence[float] | None = None
+    experiment: str | None = None
+    variant: str | None = None
 
 
 class Store:
@@ -160,6 +181,83 @@ class Store:
             query = query.where(e.c.timestamp >= int(since))
         with self.engine.connect() as conn:
             return _events_frame(_fetch(conn, query))
+
+    # -------------------------------------------------------------------------------------- impressions
+    def add_impressions(self, shown: Sequence[Impression]) -> int:
+        """Add impressions (each a slate shown to a user) in one transaction; returns how many. DataError names
+        the impression for a slate whose parts differ in length, repeat an item, or a propensity outside (0, 1]."""
+        for n, impression in enumerate(shown):
+            _check_impression(n, impression)
+        if not shown:
+            return 0
+        head, slate = schema.impressions, schema.impression_items
+        with self.engine.begin() as conn:
+            created = [_bind_value(conn, head.c.created_at, i.created_at) for i in shown]
+            _executemany_rows(conn, head.name, {
+                "request_id": np.asarray([i.request_id for i in shown], dtype=object),
+                "user": np.asarray([i.user for i in shown], dtype=object),
+                "created_at": np.asarray(created, dtype=object),
+                "policy": np.asarray([i.policy for i in shown], dtype=object),
+                "experiment": np.asarray([i.experiment for i in shown], dtype=object),
+                "variant": np.asarray([i.variant for i in shown], dtype=object)})
+            rows = [(i.request_id, position, str(item), float(score),
+                     None if i.propensities is None else float(i.propensities[position - 1]))
+                    for i in shown for position, (item, score) in enumerate(zip(i.items, i.scores, strict=True), 1)]
+            if rows:
+                _executemany_rows(conn, slate.name, {name: np.asarray(column, dtype=object) for name, column in
+                                                     zip(("request_id", "position", "item", "score", "propensity"),
+                                                         zip(*rows, strict=True), strict=True)})
+        return len(shown)
+
+    def impressions(self, since: datetime | None = None) -> pd.DataFrame:
+        """Impressions (shown at or after since, if given), one row per shown item, in time order then by
+        position: request_id, user, created_at, policy, experiment, variant, position, item, score, propensity
+        (NaN for a deterministic policy). A slate with no items has no row."""
+        head, slate = schema.impressions, schema.impression_items
+        query = (sa.select(head.c.request_id, head.c.user, head.c.created_at, head.c.policy, head.c.experiment,
+                           head.c.variant, slate.c.position, slate.c.item, slate.c.score, slate.c.propensity)
+                 .join(slate, slate.c.request_id == head.c.request_id)
+                 .order_by(head.c.created_at, head.c.request_id, slate.c.position))
+        if since is not None:
+            query = query.where(head.c.created_at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
+        frame["position"] = frame["position"].astype(np.int64)
+        for column in ("score", "propensity"):
+            frame[column] = frame[column].astype(np.float64)
+        return frame
+
+    def known_requests(self, request_ids: Iterable[str]) -> set[str]:
+        """The request ids among these that have an impression in the store."""
+        ids = sorted({str(r) for r in request_ids})
+        column = schema.impressions.c.request_id
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                found.update(conn.execute(sa.select(column).where(column.in_(ids[start:start + _CHUNK]))).scalars())
+        return found
+
+    def attributed_outcomes(self, window_seconds: int = ATTRIBUTION_WINDOW) -> pd.DataFrame:
+        """Every event (as events() gives them) with the impression it answers: request_id is the event's own
+        when an impression has it, else the latest impression of that user showing that item at most
+        window_seconds before the event, else None (unattributed: still a row). attribution says which:
+        "request", "window" or None. Computed at read time, so a changed window applies to the whole log."""
+        events = self.events()
+        shown = self.impressions()[["request_id", "user", "item", "created_at"]]
+        own = events["request_id"].isin(set(shown["request_id"]))
+        # Event times are whole seconds (an event posted without one gets the truncated time of arrival), so an
+        # impression counts from the start of its second: a click in the second it was shown is attributed.
+        shown = shown.assign(shown=np.asarray([int(t.timestamp()) for t in shown["created_at"]], dtype=np.int64))
+        rest = events.loc[~own, ["user", "item", "timestamp"]].astype({"user": object, "item": object})
+        matched = pd.merge_asof(rest.reset_index(), shown.drop(columns="created_at").astype(
+            {"user": object, "item": object}), left_on="timestamp", right_on="shown", by=["user", "item"],
+            direction="backward", tolerance=int(window_seconds)).set_index("index")["request_id"]
+        request = np.where(own, events["request_id"].to_numpy(object), None)
+        found = matched.to_numpy(object)
+        request[events.index.get_indexer(matched.index)] = np.where(pd.isna(found), None, found)
+        attribution = np.where(own, "request", np.where(pd.isna(request), None, "window"))
+        return events.assign(request_id=request, attribution=attribution)
 
     # -------------------------------------------------------------------------------------- items, users
     def upsert_items(self, frame: pd.DataFrame) -> int:
@@ -460,6 +558,19 @@ def _check_events(frame: pd.DataFrame) -> list[str]:
                 value = value.item() if isinstance(value, np.generic) else value
                 raise DataError(f"events frame, row {row}: {column} {value!r} is not a number")
     return [c for c in EVENT_COLUMNS[3:] if c in frame.columns]
+
+
+def _check_impression(n: int, impression: Impression) -> None:
+    label = f"impression {n} ({impression.request_id!r})"
+    lengths = {len(impression.items), len(impression.scores)} | \
+        (set() if impression.propensities is None else {len(impression.propensities)})
+    if len(lengths) > 1:
+        raise DataError(f"{label}: items, scores and propensities differ in length")
+    if len(set(impression.items)) < len(impression.items):
+        raise DataError(f"{label}: the slate shows an item twice")
+    for position, p in enumerate(impression.propensities or (), 1):
+        if not 0.0 < p <= 1.0:
+            raise DataError(f"{label}, position {position}: propensity {p} is outside (0, 1]")
 
 
 def _row_lists(values: dict[str, np.ndarray | pd.Series]) -> Iterable[tuple]:

@@ -49,7 +49,9 @@ class EventIn(Body):
     event: str | None = Field(None, description="event type, e.g. view, click, purchase")
     rating: FiniteFloat | None = None
     weight: FiniteFloat | None = Field(None, description="strength of the interaction; default 1")
-    request_id: str | None = Field(None, description="the recommendation request this event answers")
+    request_id: str | None = Field(None, description="the recommendation response this event answers (its "
+                                                     "X-Request-Id); without one, the outcome is attributed to "
+                                                     "the user's latest impression of the item within a window")
 
 
 class EventBatch(Body):

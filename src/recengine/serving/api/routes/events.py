@@ -13,14 +13,15 @@ from recengine.serving.api.schemas import EventBatch, EventIn, IngestOut
 from recengine.serving.errors import RequestTooLargeError
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-_OPTIONAL = ("event", "rating", "weight", "request_id")
+_OPTIONAL = ("event", "rating", "weight")
 
 
 @router.post("", response_model=IngestOut, status_code=201)
 def post_events(batch: EventBatch, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep,
                 _: WriteKey) -> IngestOut:
     """Store a batch of events in one transaction (all or nothing) and extend the users' live histories: the
-    next recommendation for each of these users sees them. A bad event fails the batch with 422 naming it."""
+    next recommendation for each of these users sees them. A bad event (an unknown request_id too) fails the
+    batch with 422 naming it."""
     if len(batch.events) > settings.max_events:
         raise RequestTooLargeError(f"{len(batch.events):,} events in one batch; the limit is "
                                    f"{settings.max_events:,} (RECENGINE_MAX_EVENTS): send smaller batches")
@@ -43,4 +44,8 @@ def events_frame(events: list[EventIn]) -> pd.DataFrame:
                             f"event of a batch a {name}, or none")
         if all(given):
             frame[name] = values
+    # Unlike the others, request_id may be on some events only: an event without one is attributed by window.
+    requests = [e.request_id for e in events]
+    if any(r is not None for r in requests):
+        frame["request_id"] = requests
     return frame

@@ -31,7 +31,7 @@ def delete_user(user_id: UserId, service: ServiceDep, _: WriteKey) -> Response:
 
 @router.get("/{user_id}/recommendations", response_model=RecommendationsOut)
 def recommendations(
-    user_id: UserId, service: ServiceDep, k: K, _: ReadKey,
+    user_id: UserId, service: ServiceDep, k: K, _: ReadKey, response: Response,
     exclude: Annotated[list[str], Query(description="item ids never to return (repeat the parameter)")] = [],  # noqa: B006
     candidates: Annotated[list[str] | None, Query(description="rank only these item ids (repeat)")] = None,
     category: Annotated[list[str], Query(description="only items in any of these categories (repeat)")] = [],  # noqa: B006
@@ -40,9 +40,13 @@ def recommendations(
     explain: Annotated[bool, Query(description="add a reason and a sentence to each item")] = False,
 ) -> RecommendationsOut:
     """Top-k for a user from their live history (events posted since training included). A user without
-    history gets what is popular among users with the same attributes, else what is popular."""
+    history gets what is popular among users with the same attributes, else what is popular. The X-Request-Id
+    header names the response in the impression log: post it as request_id with the outcomes it led to."""
     result = service.recommend(user_id, k, exclude=exclude, candidates=candidates, categories=category,
                                exclude_seen=exclude_seen, diversity=diversity, explain=explain)
+    # A header, not a body field: the body stays a pure function of the user's state (equal requests, equal
+    # bodies), which callers and caches compare.
+    response.headers["X-Request-Id"] = result.request_id
     return RecommendationsOut.model_validate(result)
 
 
