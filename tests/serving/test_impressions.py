@@ -4,6 +4,7 @@ thread); outcome events are attributed to an impression by request_id or, withou
 import time
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -114,3 +115,18 @@ def test_a_version_2_store_gains_the_impression_log(store_url):
             assert conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == schema.latest_version()
         store.add_impressions([Impression("r1", "u", datetime.now(UTC), "p", ["a", "b"], [2.0, 1.0], [0.6, 0.4])])
         assert store.impressions()["propensity"].tolist() == [0.6, 0.4]
+
+
+def test_deleting_a_user_deletes_what_was_shown_to_them(store_url):
+    now = datetime.now(UTC)
+    with Store.open(store_url) as store:
+        store.add_events(pd.DataFrame({"user": ["gone", "kept"], "item": ["a", "a"], "timestamp": [1, 2]}))
+        store.add_impressions([Impression("r1", "gone", now, "p", ["a", "b"], [1.0, 0.5]),
+                               Impression("r2", "kept", now, "p", ["b"], [1.0])])
+        store.delete_user("gone")
+        store.forget_user("never-stored")
+        logged = store.impressions()
+        assert set(logged["user"]) == {"kept"} and logged["request_id"].tolist() == ["r2"]
+        with store.engine.connect() as conn:
+            slates = conn.execute(sa.select(schema.impression_items.c.request_id)).scalars().all()
+        assert slates == ["r2"]

@@ -304,6 +304,7 @@ class Store:
             return self.delete_user(user)
         except UnknownIdError:
             with self.engine.begin() as conn:
+                self._forget_impressions(conn, str(user))
                 self._record_deletion(conn, str(user))
             return 0
 
@@ -522,8 +523,17 @@ class Store:
             deleted = conn.execute(schema.events.delete().where(event_column == internal)).rowcount
             conn.execute(table.delete().where(table.c.id == internal))
             if tombstone:
+                self._forget_impressions(conn, str(external_id))
                 self._record_deletion(conn, str(external_id))
         return deleted
+
+    @staticmethod
+    def _forget_impressions(conn: Connection, user: str) -> None:
+        """What was shown to a deleted user is their data too: their impressions and slates go with them."""
+        shown = schema.impressions
+        requests = sa.select(shown.c.request_id).where(shown.c.user == user)
+        conn.execute(schema.impression_items.delete().where(schema.impression_items.c.request_id.in_(requests)))
+        conn.execute(shown.delete().where(shown.c.user == user))
 
     def _record_deletion(self, conn: Connection, user: str) -> None:
         """Upsert: a second deletion moves deleted_at on (a model trained between the two must forget too)."""
