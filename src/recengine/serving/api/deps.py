@@ -17,10 +17,10 @@ from recengine.serving.settings import Settings
 SCOPE_LEVELS = {"read": 1, "write": 2, "admin": 3}
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (recengine keys create)")
 
-# The dependencies that only read app state are async: FastAPI runs a plain `def` dependency in its thread pool,
-# and those hops (one per dependency per request) cost more than the lookups, about 0.5 ms of CPU a
-# recommendation request on the 2-core machine (benchmarks/service.py). The key check reads the store, so it
-# stays a thread-pool function.
+# The dependencies are async: FastAPI runs a plain `def` dependency in its thread pool, and those hops (one per
+# dependency per request) cost more than the lookups, about 0.5 ms of CPU a recommendation request on the
+# 2-core machine (benchmarks/service.py). The key check's store query (one indexed row, a fraction of a
+# millisecond) then runs on the event loop: cheaper than a hop, and the GIL serialises the work either way.
 
 
 async def get_service(request: Request) -> Service:
@@ -50,7 +50,7 @@ K = Annotated[int, Depends(get_k)]
 
 
 def _scope(needed: str):
-    def check(service: ServiceDep, key: Annotated[str | None, Security(_key_header)]) -> list[str]:
+    async def check(service: ServiceDep, key: Annotated[str | None, Security(_key_header)]) -> list[str]:
         if not key:
             raise AuthenticationError(f"this needs an API key with the {needed} scope in the X-API-Key header "
                                       f"(an administrator creates one with `recengine keys create`)")

@@ -30,7 +30,7 @@ def delete_user(user_id: UserId, service: ServiceDep, _: WriteKey) -> Response:
 
 
 @router.get("/{user_id}/recommendations", response_model=RecommendationsOut)
-def recommendations(
+async def recommendations(
     user_id: UserId, service: ServiceDep, k: K, _: ReadKey, response: Response,
     exclude: Annotated[list[str], Query(description="item ids never to return (repeat the parameter)")] = [],  # noqa: B006
     candidates: Annotated[list[str] | None, Query(description="rank only these item ids (repeat)")] = None,
@@ -42,6 +42,8 @@ def recommendations(
     """Top-k for a user from their live history (events posted since training included). A user without
     history gets what is popular among users with the same attributes, else what is popular. The X-Request-Id
     header names the response in the impression log: post it as request_id with the outcomes it led to."""
+    # On the event loop, not the thread pool: about a millisecond of CPU-bound work, for which a thread hop
+    # costs more than it frees (the GIL holds the loop's other work back either way).
     result = service.recommend(user_id, k, exclude=exclude, candidates=candidates, categories=category,
                                exclude_seen=exclude_seen, diversity=diversity, explain=explain)
     # A header, not a body field: the body stays a pure function of the user's state (equal requests, equal
