@@ -20,6 +20,7 @@ ALLOWED = {
     "store": CORE | {"data"},
     "serving": CORE | {"data", "models", "store", "evaluation", "trained", "profiles"},
     "online": CORE | {"data", "models", "evaluation"},
+    "engines": CORE | {"data", "models", "evaluation", "trained"},
 }
 
 
