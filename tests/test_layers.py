@@ -18,7 +18,7 @@ ALLOWED = {
     "profiles": CORE | {"data", "models"},
     "trained": CORE | {"data", "models", "profiles"},
     "store": CORE | {"data"},
-    "serving": CORE | {"data", "models", "store", "evaluation", "trained", "profiles"},
+    "serving": CORE | {"data", "models", "store", "evaluation", "trained", "profiles", "online"},
     "online": CORE | {"data", "models", "evaluation"},
     "engines": CORE | {"data", "models", "evaluation", "trained"},
 }
