@@ -192,6 +192,9 @@ class Recommender:
         for extra, label in ((exclude, "exclude"), (candidates, "candidates")):
             if extra is not None and extra.shape != (len(histories), self.n_items_):
                 raise DataError(f"{label} must be a ({len(histories)}, {self.n_items_}) sparse matrix")
+        ranked = self._recommend_on_device(histories, k, exclude_seen, exclude, candidates)
+        if ranked is not None:
+            return ranked
         items = np.full((len(histories), k), PAD_ITEM, dtype=np.int32)
         scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
         step = max(1, _SCORE_BLOCK // max(1, self.n_items_))
@@ -207,6 +210,13 @@ class Recommender:
                 keep_only(s, candidates[block])
             items[block], scores[block] = topk(s, k)
         return items, scores
+
+    def _recommend_on_device(
+        self, histories: Histories, k: int, exclude_seen: bool, exclude: sp.csr_matrix | None,
+        candidates: sp.csr_matrix | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The recommend result computed on an accelerator (models with a GPU path), or None to rank here."""
+        return None
 
     def predict(self, histories: Histories, items: sp.csr_matrix) -> sp.csr_matrix:
         """Scores (predicted ratings, for rating models) of the stored entries of `items`, one row per history."""
