@@ -1,4 +1,4 @@
-"""Reading the JSON manifests of saved artifacts (datasets, models, bundles) with one set of checks."""
+"""Reading the JSON manifests and arrays of saved artifacts (datasets, models, bundles) with one set of checks."""
 
 from __future__ import annotations
 
@@ -39,3 +39,21 @@ def load_arrays(path: Path) -> dict[str, Any]:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as error:
         raise ArtifactError(f"{file} is missing or corrupt: {error}") from error
+
+
+#: The file of a model's named tensors (a neural network's weights), beside arrays.npz.
+TENSORS_FILE = "tensors.safetensors"
+
+
+def load_tensors(path: Path) -> dict[str, Any]:
+    """Every named tensor of `path`/tensors.safetensors as NumPy arrays ({} when the artifact has none)."""
+    file = Path(path) / TENSORS_FILE
+    if not file.is_file():
+        return {}
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(file)
+    except (OSError, SafetensorError) as error:
+        raise ArtifactError(f"{file} is corrupt: {error}") from error

@@ -4,7 +4,8 @@
 * ``fit(dataset)`` learns and returns self; learned state lives in attributes ending in ``_``;
 * ``score(histories)`` gives a dense (n_histories, n_items) score matrix;
 * ``recommend`` (shared here) batches ``score``, excludes seen items, restricts to candidates and takes top-K;
-* ``save``/``load`` write the learned attributes as arrays (npz) and JSON: no pickles.
+* ``save``/``load`` write the learned attributes as arrays (npz), named tensors (safetensors: a dict of arrays,
+  such as a network's weights) and JSON: no pickles.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import recengine
-from recengine.artifacts import load_arrays, read_manifest
+from recengine.artifacts import TENSORS_FILE, load_arrays, load_tensors, read_manifest
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.errors import ArtifactError, ConfigError, DataError, NotFittedError, NotSupportedError
@@ -291,6 +292,8 @@ class Recommender:
                 m = sp.csr_matrix(value)
                 arrays.update({f"{key}.data": m.data, f"{key}.indices": m.indices, f"{key}.indptr": m.indptr,
                                f"{key}.shape": np.asarray(m.shape)})
+            elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+                arrays.update({f"{key}/{name}": v for name, v in value.items()})  # named tensors
             elif isinstance(value, int | float | str | bool | list | dict | type(None) | np.integer | np.floating):
                 meta[key] = value.item() if isinstance(value, np.generic) else value
             else:
@@ -298,12 +301,19 @@ class Recommender:
         return arrays, meta
 
     def save(self, path: str | Path) -> None:
-        """Write the model to a directory: manifest.json (name, params, scalars) + arrays.npz."""
+        """Write the model to a directory: manifest.json (name, params, scalars) + arrays.npz, and the named
+        tensors (keys ATTRIBUTE/NAME) in tensors.safetensors."""
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         arrays, meta = self._state()
-        np.savez(path / "arrays.npz", **arrays)
+        tensors = {key: np.ascontiguousarray(value) for key, value in arrays.items() if "/" in key}
+        np.savez(path / "arrays.npz", **{key: value for key, value in arrays.items() if "/" not in key})
+        (path / TENSORS_FILE).unlink(missing_ok=True)
+        if tensors:
+            from safetensors.numpy import save_file
+
+            save_file(tensors, path / TENSORS_FILE)
         manifest = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "model": self.name,
                     "recengine_version": recengine.__version__, "params": self.get_params(), "state": meta}
         (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -325,5 +335,8 @@ class Recommender:
             model.__dict__[key] = sp.csr_matrix(
                 (arrays.pop(f"{key}.data"), arrays.pop(f"{key}.indices"), arrays.pop(f"{key}.indptr")), shape=shape)
         model.__dict__.update(arrays)
+        for key, value in load_tensors(path).items():
+            attribute, _, name = key.partition("/")
+            model.__dict__.setdefault(attribute, {})[name] = value
         model.__dict__.update(manifest["state"])
         return model
