@@ -14,6 +14,10 @@ arrive only through events (no content) wait for the next retrain.
 
 A deleted user is forgotten for good: the deletion is recorded in the store (deleted_users) and read again at
 start, so a model trained before it never uses its learned state for them, not even after a restart.
+
+Experiments (recengine.serving.experiments) route a request on their surface to a variant: the serving model,
+another model version (kept loaded as a state of its own, which every write reaches like the serving one) or a
+serving configuration (diversity). The impression records the experiment, the variant and its probability.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import re
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,10 +40,11 @@ from recengine.data.histories import Histories
 from recengine.errors import ConfigError, DataError, UnknownIdError
 from recengine.models.rerank import mmr
 from recengine.models.topk import PAD_ITEM, topk
+from recengine.serving.experiments import DEFAULT_SURFACE, OUTCOME_EVENTS, Assignment, Experiments
 from recengine.serving.impressions import ImpressionWriter
 from recengine.serving.new_items import CatalogueContent, NewItems
 from recengine.serving.settings import Settings
-from recengine.store import Store
+from recengine.store import ModelVersion, Store
 from recengine.store.store import Impression
 from recengine.trained import TrainedModel
 
@@ -86,6 +91,9 @@ class Recommendations:
     request_id: str
     #: Candidate ids the service cannot rank (never seen, or added after training without content).
     unknown_candidates: list[str] = field(default_factory=list)
+    #: The experiment and variant that served this response (None outside experiments).
+    experiment: str | None = None
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,9 @@ class _State:
         self.newest = int(data.timestamp.max()) if data.n_interactions else None
         #: Users whose history differs from their training one (set before the state is published).
         self.live: dict[str, LiveHistory] = {}
+        #: Deleted users whose learned state this model must not use (it knows them and was trained before
+        #: their latest deletion).
+        self.forgotten: set[str] = set()
         #: Internal indices of items deleted since training: never recommended.
         self.blocked = np.zeros(0, dtype=np.int64)
         self.groups: dict[tuple, np.ndarray | None] = {}
@@ -136,15 +147,17 @@ class Service:
         # Serializes writes (store commit + live update, deletes, swaps), so the live state follows the store's
         # commit order; reads take no lock.
         self._lock = threading.Lock()
-        #: Deleted users whose learned state the serving model must not use (those it knows and was trained
-        #: before their deletion); every recorded deletion is in _deletions.
+        #: Every recorded deletion; each state forgets those that concern it (_State.forgotten).
         self._deletions = store.deleted_users()
-        self._forgotten: set[str] = set()
         self._removed_items: set[str] = set()
         self._attributes = _attributes(store.users())
         self.impressions = ImpressionWriter(store)
+        self.experiments = Experiments(store)
+        #: Model versions that experiment variants serve, by version id (the serving model is self._state).
+        self._variants: dict[int, _State] = {}
         self._state: _State
         self.swap(trained, source)
+        self.load_variant_models()
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
@@ -173,18 +186,44 @@ class Service:
         built whole first; requests already running finish on the old model."""
         state = _State(trained, dict(source or {}))
         with self._lock:
-            # A deleted item the new model does not know needs no blocking any more; a deleted user needs
-            # forgetting only by a model that knows them and began training before their (latest) deletion.
-            began = self._training_began(state)
-            self._forgotten = {u for u, at in self._deletions.items()
-                               if u in trained.dataset.users and (began is None or began <= at)}
-            self._removed_items = {i for i in self._removed_items if i in trained.dataset.items}
-            stored = self.store.items()
-            self._add_new_items(state, stored[~stored.index.isin(trained.dataset.items.ids)])
-            events = self.store.events(since=None if state.newest is None else state.newest + 1)
-            self._extend(state, events)
-            state.blocked = self._blocked(state)
+            self._prepare(state)
             self._state = state
+            # A deleted item no served model knows needs no blocking any more.
+            self._removed_items = {i for i in self._removed_items
+                                   if any(i in s.trained.dataset.items for s in self._states())}
+
+    def load_variant_models(self) -> None:
+        """Load the model versions that experiments not yet stopped serve, and let go of those no longer
+        needed. Called at start and after an experiment is defined or stopped."""
+        wanted = self.experiments.model_versions()
+        loaded = {}
+        for version in sorted(wanted - set(self._variants)):
+            record: ModelVersion = self.store.version(version)
+            assert record.artifact_path  # Experiments.create checks that the version has one
+            loaded[version] = _State(TrainedModel.load(Path(record.artifact_path)),
+                                     {"model_dir": record.artifact_path, "version": version})
+        with self._lock:
+            for state in loaded.values():
+                self._prepare(state)
+            self._variants = {v: s for v, s in (self._variants | loaded).items() if v in wanted}
+
+    def _prepare(self, state: _State) -> None:
+        """Fill a new state from the store (under the lock): forgotten users, new items, posted events."""
+        trained = state.trained
+        # A deleted user needs forgetting only by a model that knows them and began training before their
+        # (latest) deletion.
+        began = self._training_began(state)
+        state.forgotten = {u for u, at in self._deletions.items()
+                           if u in trained.dataset.users and (began is None or began <= at)}
+        stored = self.store.items()
+        self._add_new_items(state, stored[~stored.index.isin(trained.dataset.items.ids)])
+        events = self.store.events(since=None if state.newest is None else state.newest + 1)
+        self._extend(state, events)
+        state.blocked = self._blocked(state)
+
+    def _states(self) -> list[_State]:
+        """Every state a write must reach: the serving model's and the experiment variants'."""
+        return [self._state, *self._variants.values()]
 
     def model_info(self) -> dict[str, Any]:
         state = self._state
@@ -202,19 +241,48 @@ class Service:
 
     def recommend(self, user: str, k: int = 10, *, exclude: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, categories: Sequence[str] = (),
-                  exclude_seen: bool = True, diversity: float = 0.0, explain: bool = False) -> Recommendations:
+                  exclude_seen: bool = True, diversity: float = 0.0, explain: bool = False,
+                  surface: str = DEFAULT_SURFACE) -> Recommendations:
         """Top-k for a user from their live history; a user without one gets the cold-start chain (popular in
         their attribute group, else popular). exclude: item ids never to return; candidates: rank only these;
         categories: only items in any of them; diversity in [0, 1]: MMR over category vectors among the best
-        candidates (0 = relevance order); explain: a reason and a sentence per item."""
+        candidates (0 = relevance order); explain: a reason and a sentence per item. surface: where the slate is
+        shown; an experiment running there picks the variant (its model version and diversity win)."""
         user = str(user)
         if not 0.0 <= diversity <= 1.0:
             raise ConfigError(f"diversity must lie in [0, 1], got {diversity}")
+        now = datetime.now(UTC)
+        assignment = self.experiments.route(user, surface, now)
+        state = self._state
+        if assignment is not None and assignment.variant is not None:
+            variant = assignment.variant
+            if variant.model_version is not None:
+                state = self._variants.get(variant.model_version, state)
+            if variant.diversity is not None:
+                diversity = variant.diversity
+        result = self._rank(state, user, k, exclude, candidates, categories, exclude_seen, diversity, explain)
+        # Deterministic ranking: no per-item propensities. Only enqueued here; the writer's thread commits it.
+        self.impressions.log(self._impression(result, state, now, assignment))
+        if assignment is None:
+            return result
+        return replace(result, experiment=assignment.experiment.name, variant=assignment.variant_name)
+
+    @staticmethod
+    def _impression(result: Recommendations, state: _State, now: datetime,
+                    assignment: Assignment | None) -> Impression:
+        return Impression(result.request_id, result.user, now, state.policy, [r.item for r in result.items],
+                          [r.score for r in result.items],
+                          experiment=None if assignment is None else assignment.experiment.name,
+                          variant=None if assignment is None else assignment.variant_name,
+                          variant_propensity=None if assignment is None else assignment.propensity)
+
+    def _rank(self, state: _State, user: str, k: int, exclude: Sequence[str], candidates: Sequence[str] | None,
+              categories: Sequence[str], exclude_seen: bool, diversity: float, explain: bool) -> Recommendations:
+        """The slate of one model state, with a fresh request id; nothing routed, nothing logged."""
         # One request is one row: numba's parallel top-K threads would only contend with the other requests
         # (7 ms instead of 0.6 ms a request on a loaded 2-core machine); requests are the parallelism. The
         # setting is per thread, so it is made on the thread that serves the request.
         numba.set_num_threads(1)
-        state = self._state
         new = state.new
         h = self._history(state, user)
         if len(h.items):
@@ -261,11 +329,7 @@ class Service:
         reasons = [self._explain(state, user, h, int(i)) for i in chosen] if explain else [{}] * len(chosen)
         shown = [Recommendation(str(i), rank, float(s), title, r.get("reason"), r.get("text"))
                  for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)]
-        request_id = uuid.uuid4().hex
-        # Deterministic ranking: no propensities. Only enqueued here; the writer's thread commits it.
-        self.impressions.log(Impression(request_id, user, datetime.now(UTC), state.policy,
-                                        [r.item for r in shown], [r.score for r in shown]))
-        return Recommendations(user, source, shown, request_id, unknown)
+        return Recommendations(user, source, shown, uuid.uuid4().hex, unknown)
 
     def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
         """The k items most similar to `item` by the model (deleted items left out). A new item's are the items
@@ -301,7 +365,7 @@ class Service:
         says how many posted events it does not cover yet."""
         state = self._state
         user = str(user)
-        if user in self._forgotten or user not in state.trained.dataset.users:
+        if user in state.forgotten or user not in state.trained.dataset.users:
             raise UnknownIdError(f"no profile for user {user!r}: profiles describe the users the model was "
                                  f"trained on (a new user has one after the next retrain)")
         live = state.live.get(user)
@@ -315,10 +379,14 @@ class Service:
         returns, the events are durable and the users' next recommendations see them. A request_id of the
         service's form must name a recommendation response (DataError naming the row otherwise)."""
         if "request_id" in frame.columns:
-            self._check_requests(frame["request_id"])
+            self._check_requests(frame)
         with self._lock:
             self.store.add_events(frame)
             unknown = self._extend(self._state, frame)
+            for state in self._variants.values():
+                self._extend(state, frame)
+        # After the commit: a bandit's posterior moves only for outcomes that are stored.
+        self.experiments.reward(frame, flush=self.impressions.flush)
         return IngestReport(len(frame), unknown)
 
     def delete_user(self, user: str) -> int:
@@ -327,15 +395,16 @@ class Service:
         across restarts, until a model trained after it is served). Returns how many events went."""
         user = str(user)
         with self._lock:
-            state = self._state
-            # The model's training data need not come from this store: a user only it knows is deleted too.
-            known = user in state.live or user in state.trained.dataset.users
+            states = self._states()
+            # A model's training data need not come from this store: a user only it knows is deleted too.
+            known = any(user in s.live or user in s.trained.dataset.users for s in states)
             deleted = self.store.forget_user(user) if known else self.store.delete_user(user)
             self._deletions[user] = datetime.now(UTC)
-            state.live.pop(user, None)
             self._attributes.pop(user, None)
-            if user in state.trained.dataset.users:
-                self._forgotten.add(user)
+            for state in states:
+                state.live.pop(user, None)
+                if user in state.trained.dataset.users:
+                    state.forgotten.add(user)
         return deleted
 
     def upsert_users(self, frame: pd.DataFrame) -> None:
@@ -353,12 +422,12 @@ class Service:
         ids = frame.index.astype(str)
         with self._lock:
             self.store.upsert_items(frame)
-            state = self._state
             self._removed_items -= set(ids)
-            state.blocked = self._blocked(state)
-            fresh = [i for i in ids if i not in state.trained.dataset.items]
-            # The stored rows, not the frame: an update carries only the fields it changes.
-            served = self._add_new_items(state, self.store.items(fresh)) if fresh else {}
+            for state in reversed(self._states()):  # the serving model's last: its answer is the one returned
+                state.blocked = self._blocked(state)
+                fresh = [i for i in ids if i not in state.trained.dataset.items]
+                # The stored rows, not the frame: an update carries only the fields it changes.
+                served = self._add_new_items(state, self.store.items(fresh)) if fresh else {}
         return ["model" if i in state.trained.dataset.items else "content" if served.get(i) else None for i in ids]
 
     def delete_item(self, item: str) -> int:
@@ -366,25 +435,35 @@ class Service:
         went. (Its place in training histories stays until the next retrain.)"""
         item = str(item)
         with self._lock:
-            state = self._state
+            states = self._states()
             try:
                 deleted = self.store.delete_item(item)
             except UnknownIdError:
-                if item not in state.trained.dataset.items:
+                if not any(item in s.trained.dataset.items for s in states):
                     raise
                 deleted = 0
-            if item in state.trained.dataset.items:
-                self._removed_items.add(item)
-                state.blocked = self._blocked(state)
-            elif state.new is not None and item in state.new.index:
-                state.new = state.new.remove(item)
+            for state in states:
+                if item in state.trained.dataset.items:
+                    self._removed_items.add(item)
+                    state.blocked = self._blocked(state)
+                elif state.new is not None and item in state.new.index:
+                    state.new = state.new.remove(item)
         return deleted
 
     # ------------------------------------------------------------------------------------------ internals
-    def _check_requests(self, request_ids: pd.Series) -> None:
-        ours = [(row, r) for row, r in enumerate(request_ids) if isinstance(r, str) and _REQUEST_ID.fullmatch(r)]
+    def _check_requests(self, frame: pd.DataFrame) -> None:
+        """Events answering one of the service's requests are outcomes: the request must exist and the event
+        type (when given) be an outcome type; DataError naming the row otherwise."""
+        ours = [(row, r) for row, r in enumerate(frame["request_id"])
+                if isinstance(r, str) and _REQUEST_ID.fullmatch(r)]
         if not ours:
             return
+        if "event" in frame.columns:
+            types = frame["event"].to_numpy(object)
+            bad = next((row for row, _ in ours if types[row] is not None and types[row] not in OUTCOME_EVENTS), None)
+            if bad is not None:
+                raise DataError(f"events[{bad}]: event type {types[bad]!r} is not an outcome type; an event with "
+                                f"a request_id is an outcome: {', '.join(OUTCOME_EVENTS)}")
         wanted = {r for _, r in ours}
         known = self.store.known_requests(wanted)
         if known != wanted:
@@ -416,7 +495,7 @@ class Service:
 
     def _training_index(self, state: _State, user: str) -> int:
         """The user's row in the training data; -1 for an unknown or deleted user."""
-        return -1 if user in self._forgotten else state.user_index.get(user, -1)
+        return -1 if user in state.forgotten else state.user_index.get(user, -1)
 
     def _extend(self, state: _State, frame: pd.DataFrame) -> int:
         """Append events to the live histories of their users; returns how many have items the service lacks."""

@@ -110,11 +110,11 @@ deleted_users = sa.Table(
 )
 
 
-def _impression_tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+def _impression_tables(meta: sa.MetaData, version: int) -> tuple[sa.Table, sa.Table]:
     """The impression log: one row per recommendation response, one per item shown in it. Users and items are
     external ids, not keys into users/items: the log records what was shown even for ids the store does not
-    hold (yet). Shared with the 2 → 3 step; a later change to these tables is a step of its own that
-    first freezes this definition into that step."""
+    hold (yet). `version` is the schema version whose tables to build: the 2 → 3 step builds version 3's, so
+    that a store upgraded step by step ends with the same tables as a new one."""
     shown = sa.Table(
         "impressions", meta,
         sa.Column("request_id", sa.Text, primary_key=True),
@@ -123,6 +123,9 @@ def _impression_tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("policy", sa.Text, nullable=False),  # the model (and version) that ranked the slate
         sa.Column("experiment", sa.Text, nullable=True),
         sa.Column("variant", sa.Text, nullable=True),
+        # Version 4: the probability this request had of its variant (the design share under hashed
+        # assignment, the bandit's choice probability under a bandit); NULL outside experiments.
+        *([sa.Column("variant_propensity", sa.Float, nullable=True)] if version >= 4 else []),
         # Attribution looks up a user's impressions by time.
         sa.Index("impressions_user_time", "user", "created_at"),
     )
@@ -138,13 +141,42 @@ def _impression_tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return shown, slate
 
 
-impressions, impression_items = _impression_tables(metadata)
+def _experiment_tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """Experiments and the bandit rewards they have counted (schema version 4). An experiment's variants,
+    shares and the owner of every hash bucket are one JSON document (recengine.serving.experiments reads and
+    writes it): they change together, in one update. A bandit's posterior is not a table of its own but
+    counts of rows: its pulls are the experiment's impressions per variant, its successes the rows of
+    bandit_rewards, so it survives a restart exactly as far as the log does."""
+    experiments = sa.Table(
+        "experiments", meta,
+        sa.Column("id", _Id, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("surface", sa.Text, nullable=False),
+        sa.Column("definition", _Json, nullable=False),
+        sa.Column("starts_at", _Time(), nullable=False),
+        sa.Column("stops_at", _Time(), nullable=True),  # NULL: runs until stopped
+        sa.Column("created_at", _Time(), nullable=False),
+        sa.Column("updated_at", _Time(), nullable=False),
+    )
+    rewards = sa.Table(
+        "bandit_rewards", meta,
+        # One reward per impression at most: a second click on a slate is not a second success.
+        sa.Column("request_id", sa.Text, primary_key=True),
+        sa.Column("experiment", sa.Text, nullable=False),
+        sa.Column("variant", sa.Text, nullable=False),
+        sa.Column("created_at", _Time(), nullable=False),
+        sa.Index("bandit_rewards_experiment", "experiment", "variant"),
+    )
+    return experiments, rewards
+
+
+impressions, impression_items = _impression_tables(metadata, version=4)
+experiments, bandit_rewards = _experiment_tables(metadata)
 
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, nullable=False),
 )
-
 
 
 def _add_deleted_users(conn: Connection) -> None:
@@ -158,13 +190,22 @@ def _add_deleted_users(conn: Connection) -> None:
 def _add_impressions(conn: Connection) -> None:
     """2 → 3: the impression log (impressions, impression_items), on a metadata of its own like step 1 → 2.
     checkfirst: a store whose version was set back by hand may have the tables already."""
-    for table in _impression_tables(sa.MetaData()):
+    for table in _impression_tables(sa.MetaData(), version=3):
         table.create(conn, checkfirst=True)
+
+
+def _add_experiments(conn: Connection) -> None:
+    """3 → 4: experiments, bandit_rewards, and impressions.variant_propensity."""
+    for table in _experiment_tables(sa.MetaData()):
+        table.create(conn, checkfirst=True)
+    if "variant_propensity" not in {c["name"] for c in sa.inspect(conn).get_columns("impressions")}:
+        kind = sa.Float().compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE impressions ADD COLUMN variant_propensity {kind}"))
 
 
 #: Upgrade steps for stores made by older versions: MIGRATIONS[k] takes a store from version k + 1 to k + 2.
 #: A change to the tables above adds a step here; a new store is created at the latest version directly.
-MIGRATIONS: list[Callable[[Connection], None]] = [_add_deleted_users, _add_impressions]
+MIGRATIONS: list[Callable[[Connection], None]] = [_add_deleted_users, _add_impressions, _add_experiments]
 
 
 def latest_version() -> int:

@@ -48,8 +48,8 @@ _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _CHUNK = 5_000
 _KEY_PREFIX = "rk_"
 #: Columns of impressions(): one row per shown item.
-IMPRESSION_COLUMNS = ("request_id", "user", "created_at", "policy", "experiment", "variant", "position", "item",
-                      "score", "propensity")
+IMPRESSION_COLUMNS = ("request_id", "user", "created_at", "policy", "experiment", "variant", "variant_propensity",
+                      "position", "item", "score", "propensity")
 #: Seconds after an impression within which an outcome without a request id is attributed to it.
 ATTRIBUTION_WINDOW = 24 * 3600
 
@@ -86,6 +86,21 @@ class Impression:
     propensities: Sequence[float] | None = None
     experiment: str | None = None
     variant: str | None = None
+    #: The probability this request had of its variant (its share, or the bandit's choice probability).
+    variant_propensity: float | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """An experiment as stored: its definition is recengine.serving.experiments' JSON document."""
+
+    name: str
+    surface: str
+    definition: dict[str, Any]
+    starts_at: datetime
+    stops_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class Store:
@@ -199,7 +214,8 @@ class Store:
                 "created_at": np.asarray(created, dtype=object),
                 "policy": np.asarray([i.policy for i in shown], dtype=object),
                 "experiment": np.asarray([i.experiment for i in shown], dtype=object),
-                "variant": np.asarray([i.variant for i in shown], dtype=object)})
+                "variant": np.asarray([i.variant for i in shown], dtype=object),
+                "variant_propensity": np.asarray([i.variant_propensity for i in shown], dtype=object)})
             rows = [(i.request_id, position, str(item), float(score),
                      None if i.propensities is None else float(i.propensities[position - 1]))
                     for i in shown for position, (item, score) in enumerate(zip(i.items, i.scores, strict=True), 1)]
@@ -209,22 +225,33 @@ class Store:
                                                          zip(*rows, strict=True), strict=True)})
         return len(shown)
 
-    def impressions(self, since: datetime | None = None) -> pd.DataFrame:
-        """Impressions (shown at or after since, if given), one row per shown item, in time order then by
-        position: request_id, user, created_at, policy, experiment, variant, position, item, score, propensity
-        (NaN for a deterministic policy). A slate with no items has no row."""
+    def impressions(self, since: datetime | None = None, *, users: Iterable[str] | None = None,
+                    experiment: str | None = None) -> pd.DataFrame:
+        """Impressions (shown at or after since, to these users, in this experiment, where given), one row per
+        shown item, in time order then by position: request_id, user, created_at, policy, experiment, variant,
+        variant_propensity, position, item, score, propensity (NaN for a deterministic policy). A slate with
+        no items has no row."""
         head, slate = schema.impressions, schema.impression_items
-        query = (sa.select(head.c.request_id, head.c.user, head.c.created_at, head.c.policy, head.c.experiment,
-                           head.c.variant, slate.c.position, slate.c.item, slate.c.score, slate.c.propensity)
+        query = (sa.select(*(head.c[name] for name in IMPRESSION_COLUMNS[:7]), slate.c.position, slate.c.item,
+                           slate.c.score, slate.c.propensity)
                  .join(slate, slate.c.request_id == head.c.request_id)
                  .order_by(head.c.created_at, head.c.request_id, slate.c.position))
         if since is not None:
             query = query.where(head.c.created_at >= since)
+        if experiment is not None:
+            query = query.where(head.c.experiment == experiment)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            if users is None:
+                rows = conn.execute(query).all()
+            else:
+                wanted = sorted({str(u) for u in users})
+                rows = [row for start in range(0, len(wanted), _CHUNK) for row in conn.execute(
+                    query.where(head.c.user.in_(wanted[start:start + _CHUNK]))).all()]
         frame = pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
+        if users is not None:  # chunks come back one after the other: the whole in time order again
+            frame = frame.sort_values(["created_at", "request_id", "position"], kind="stable", ignore_index=True)
         frame["position"] = frame["position"].astype(np.int64)
-        for column in ("score", "propensity"):
+        for column in ("variant_propensity", "score", "propensity"):
             frame[column] = frame[column].astype(np.float64)
         return frame
 
@@ -239,17 +266,27 @@ class Store:
         return found
 
     def attributed_outcomes(self, window_seconds: int = ATTRIBUTION_WINDOW) -> pd.DataFrame:
-        """Every event (as events() gives them) with the impression it answers: request_id is the event's own
-        when an impression has it, else the latest impression of that user showing that item at most
-        window_seconds before the event, else None (unattributed: still a row). attribution says which:
-        "request", "window" or None. Computed at read time, so a changed window applies to the whole log."""
-        events = self.events()
-        shown = self.impressions()[["request_id", "user", "item", "created_at"]]
+        """Every event (as events() gives them) with the impression it answers: see attribute. Computed at read
+        time, so a changed window applies to the whole log."""
+        return self.attribute(self.events(), window_seconds)
+
+    def attribute(self, events: pd.DataFrame, window_seconds: int = ATTRIBUTION_WINDOW) -> pd.DataFrame:
+        """These events (user, item, timestamp and optional request_id columns) with the impression each
+        answers: request_id is the event's own when an impression has it, else the latest impression of that
+        user showing that item at most window_seconds before the event, else None (unattributed: still a row).
+        attribution says which: "request", "window" or None."""
+        events = events.reset_index(drop=True)
+        if "request_id" not in events.columns:
+            events = events.assign(request_id=None)
+        users = set(events["user"].astype(str))
+        shown = self.impressions(users=users if len(users) <= _CHUNK else None)[
+            ["request_id", "user", "item", "created_at"]]
         own = events["request_id"].isin(set(shown["request_id"]))
         # Event times are whole seconds (an event posted without one gets the truncated time of arrival), so an
         # impression counts from the start of its second: a click in the second it was shown is attributed.
         shown = shown.assign(shown=np.asarray([int(t.timestamp()) for t in shown["created_at"]], dtype=np.int64))
-        rest = events.loc[~own, ["user", "item", "timestamp"]].astype({"user": object, "item": object})
+        rest = events.loc[~own, ["user", "item", "timestamp"]].astype({"user": object, "item": object}) \
+            .sort_values("timestamp", kind="stable")  # merge_asof's order
         matched = pd.merge_asof(rest.reset_index(), shown.drop(columns="created_at").astype(
             {"user": object, "item": object}), left_on="timestamp", right_on="shown", by=["user", "item"],
             direction="backward", tolerance=int(window_seconds)).set_index("index")["request_id"]
@@ -258,6 +295,87 @@ class Store:
         request[events.index.get_indexer(matched.index)] = np.where(pd.isna(found), None, found)
         attribution = np.where(own, "request", np.where(pd.isna(request), None, "window"))
         return events.assign(request_id=request, attribution=attribution)
+
+    # -------------------------------------------------------------------------------------- experiments
+    def add_experiment(self, name: str, surface: str, definition: dict[str, Any], starts_at: datetime,
+                       stops_at: datetime | None = None) -> ExperimentRecord:
+        """Record an experiment (a name not used before; ConfigError otherwise)."""
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(schema.experiments.insert().values(
+                    name=name, surface=surface, definition=definition, starts_at=starts_at, stops_at=stops_at,
+                    created_at=now, updated_at=now))
+        except sa.exc.IntegrityError:
+            raise ConfigError(f"an experiment named {name!r} exists already; choose another name") from None
+        return self.experiment(name)
+
+    def update_experiment(self, name: str, *, definition: dict[str, Any] | None = None,
+                          stops_at: datetime | None = None) -> ExperimentRecord:
+        """Replace an experiment's definition and/or set its stop time."""
+        t = schema.experiments
+        changes: dict[str, Any] = {"updated_at": _now()}
+        if definition is not None:
+            changes["definition"] = definition
+        if stops_at is not None:
+            changes["stops_at"] = stops_at
+        with self.engine.begin() as conn:
+            if conn.execute(t.update().where(t.c.name == name).values(**changes)).rowcount == 0:
+                raise UnknownIdError(f"no experiment named {name!r}; experiments() lists them")
+        return self.experiment(name)
+
+    def experiment(self, name: str) -> ExperimentRecord:
+        found = self._experiments(schema.experiments.c.name == name)
+        if not found:
+            raise UnknownIdError(f"no experiment named {name!r}; experiments() lists them")
+        return found[0]
+
+    def experiments(self) -> list[ExperimentRecord]:
+        """Every experiment, oldest first."""
+        return self._experiments(sa.true())
+
+    def _experiments(self, where: sa.ColumnElement[bool]) -> list[ExperimentRecord]:
+        t = schema.experiments
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*(t.c[f] for f in ExperimentRecord.__dataclass_fields__))
+                                .where(where).order_by(t.c.id)).all()
+        return [ExperimentRecord(**row._asdict()) for row in rows]
+
+    def impression_variants(self, request_ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Per request id with an impression: its (experiment, variant)."""
+        ids = sorted({str(r) for r in request_ids})
+        head = schema.impressions
+        found: dict[str, tuple[str | None, str | None]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                found.update({r: (e, v) for r, e, v in conn.execute(
+                    sa.select(head.c.request_id, head.c.experiment, head.c.variant)
+                    .where(head.c.request_id.in_(ids[start:start + _CHUNK])))})
+        return found
+
+    def add_bandit_rewards(self, rewards: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """Record (request_id, experiment, variant) rewards; returns those that are new (an impression is
+        rewarded once however many outcomes it has)."""
+        t = schema.bandit_rewards
+        with self.engine.begin() as conn:
+            seen = set(conn.execute(sa.select(t.c.request_id).where(
+                t.c.request_id.in_(sorted({r for r, _, _ in rewards})))).scalars())
+            fresh = {r: (r, e, v) for r, e, v in rewards if r not in seen}
+            if fresh:
+                now = _now()
+                conn.execute(t.insert(), [{"request_id": r, "experiment": e, "variant": v, "created_at": now}
+                                          for r, e, v in fresh.values()])
+        return list(fresh.values())
+
+    def bandit_counts(self, experiment: str) -> dict[str, tuple[int, int]]:
+        """Per variant of an experiment: (pulls, rewards), its impressions and its rewarded impressions."""
+        head, t = schema.impressions, schema.bandit_rewards
+        with self.engine.connect() as conn:
+            pulls = dict(conn.execute(sa.select(head.c.variant, sa.func.count()).where(
+                head.c.experiment == experiment).group_by(head.c.variant)).all())
+            rewards = dict(conn.execute(sa.select(t.c.variant, sa.func.count()).where(
+                t.c.experiment == experiment).group_by(t.c.variant)).all())
+        return {str(v): (int(pulls.get(v, 0)), int(rewards.get(v, 0))) for v in set(pulls) | set(rewards)}
 
     # -------------------------------------------------------------------------------------- items, users
     def upsert_items(self, frame: pd.DataFrame) -> int:
@@ -533,6 +651,7 @@ class Store:
         shown = schema.impressions
         requests = sa.select(shown.c.request_id).where(shown.c.user == user)
         conn.execute(schema.impression_items.delete().where(schema.impression_items.c.request_id.in_(requests)))
+        conn.execute(schema.bandit_rewards.delete().where(schema.bandit_rewards.c.request_id.in_(requests)))
         conn.execute(shown.delete().where(shown.c.user == user))
 
     def _record_deletion(self, conn: Connection, user: str) -> None:
