@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,7 @@ _SHARE_TOLERANCE = 1e-6
 ALPHA = 0.05
 #: Looks of the lift-over-time series.
 LOOKS = 12
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -171,9 +173,10 @@ def _layout(shares: Sequence[float], holdout: float, previous: np.ndarray | None
 
 # ----------------------------------------------------------------------------------------- definitions
 def _check_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ConfigError(f"{what} must be a non-empty name of at most 200 characters, got {name!r}")
-    return name.strip()
+    # Names travel in response headers (X-Experiment, X-Variant) and URL paths: plain characters only.
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{what} must be 1 to 200 letters, digits, '.', '_' or '-', got {name!r}")
+    return name
 
 
 def _check_shares(shares: Sequence[float], holdout: float, where: str) -> None:
@@ -270,6 +273,12 @@ class Experiments:
                 raise ConfigError(f"experiment {name!r} stopped already, at {experiment.stops_at.isoformat()}")
             self._publish(Experiment.from_record(self.store.update_experiment(name, stops_at=now)))
         return self._all[name]
+
+    def reload(self) -> None:
+        """Read the store's experiments again: others define them too (the CLI, another server process)."""
+        with self._lock:
+            for record in self.store.experiments():
+                self._publish(Experiment.from_record(record))
 
     def get(self, name: str) -> Experiment:
         found = self._all.get(name)
@@ -404,8 +413,11 @@ def analyze_experiment(store: Store, experiment: Experiment, looks: int = LOOKS)
         ["request_id", "user", "created_at", "variant"]]
     events = store.events()
     events = events[events["user"].isin(set(shown["user"]))]
-    outcomes = store.attribute(events, experiment.attribution_window).dropna(subset=["request_id"])
-    outcomes = outcomes[outcomes["request_id"].isin(set(shown["request_id"]))]
+    attributed = store.attribute(events[events["event"].isin(OUTCOME_EVENTS)], experiment.attribution_window)
+    # Outcomes of these users that no impression explains are counted, not dropped (they may answer another
+    # surface's slates, or come from outside recommendations).
+    unattributed = int(attributed["request_id"].isna().sum())
+    outcomes = attributed[attributed["request_id"].isin(set(shown["request_id"]))]
     bandit = experiment.allocation == "bandit"
     shares = None if bandit else experiment.shares()
     metrics = {}
@@ -424,8 +436,8 @@ def analyze_experiment(store: Store, experiment: Experiment, looks: int = LOOKS)
                 for name, row in result.get("variants", {}).items()}})
     exposures = shown.groupby("variant").size().to_dict()
     return {"experiment": experiment.to_dict(), "exposures": {str(k): int(v) for k, v in exposures.items()},
-            "outcomes": {"attributed": int(len(outcomes))}, "metrics": metrics, "timeline": timeline,
-            "decision": decide(experiment, metrics)}
+            "outcomes": {"attributed": int(len(outcomes)), "unattributed": unattributed}, "metrics": metrics,
+            "timeline": timeline, "decision": decide(experiment, metrics)}
 
 
 def _units(experiment: Experiment, shown: pd.DataFrame, outcomes: pd.DataFrame, metric: str) -> pd.DataFrame:

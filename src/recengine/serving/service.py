@@ -22,6 +22,7 @@ serving configuration (diversity). The impression records the experiment, the va
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -48,11 +49,15 @@ from recengine.store import ModelVersion, Store
 from recengine.store.store import Impression
 from recengine.trained import TrainedModel
 
+logger = logging.getLogger(__name__)
+
 #: Diversity re-ranks this many of the model's best candidates per requested item (at least _MIN_POOL).
 _POOL_FACTOR, _MIN_POOL = 5, 50
 #: Group popularities kept per model (one per distinct set of user attributes asked for).
 _GROUP_CACHE = 1_024
 _EXPLAIN_TOP = 3
+#: Seconds between reads of the store's experiments (defined elsewhere too: the CLI, another process).
+EXPERIMENT_REFRESH_SECONDS = 5.0
 #: The service's request ids (uuid4 hex). Only these are checked against the impression log: clients may put
 #: ids of their own in an event's request_id (batch tags, say), which are stored and attributed by window.
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -158,6 +163,9 @@ class Service:
         self._state: _State
         self.swap(trained, source)
         self.load_variant_models()
+        self._closing = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh_experiments, name="experiment-refresh", daemon=True)
+        self._refresher.start()
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
@@ -177,6 +185,8 @@ class Service:
             raise
 
     def close(self) -> None:
+        self._closing.set()
+        self._refresher.join()
         self.impressions.close()
         self.store.close()
 
@@ -206,6 +216,14 @@ class Service:
             for state in loaded.values():
                 self._prepare(state)
             self._variants = {v: s for v, s in (self._variants | loaded).items() if v in wanted}
+
+    def _refresh_experiments(self) -> None:
+        while not self._closing.wait(EXPERIMENT_REFRESH_SECONDS):
+            try:
+                self.experiments.reload()
+                self.load_variant_models()
+            except Exception:  # the store away for a moment: serve on with what is known, try again later
+                logger.exception("could not read the experiments of %s", self.store)
 
     def _prepare(self, state: _State) -> None:
         """Fill a new state from the store (under the lock): forgotten users, new items, posted events."""

@@ -14,7 +14,7 @@ from recengine.errors import RecengineError
 from recengine.serving.api import errors
 from recengine.serving.api.limits import BodyLimitMiddleware
 from recengine.serving.api.metrics import Metrics, MetricsMiddleware
-from recengine.serving.api.routes import dashboard, events, items, models, system, users
+from recengine.serving.api.routes import dashboard, events, experiments, items, models, system, users
 from recengine.serving.api.schemas import ErrorOut
 from recengine.serving.service import Service
 from recengine.serving.settings import Settings
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.settings = settings
     app.state.metrics = Metrics()
     # Each router carries its whole prefix, so a route's path is its full template (the metrics label).
-    for module in (events, items, users, system, models):
+    for module in (events, items, users, system, models, experiments):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     app.mount("/dashboard", dashboard.assets, name="dashboard")

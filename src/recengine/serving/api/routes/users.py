@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from recengine.serving.api.deps import K, ReadKey, ServiceDep, WriteKey
 from recengine.serving.api.schemas import ProfileOut, RecommendationsOut, UserIn, UserOut
+from recengine.serving.experiments import DEFAULT_SURFACE
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserId = Annotated[str, Path(min_length=1, max_length=512)]
@@ -38,17 +39,23 @@ async def recommendations(
     exclude_seen: Annotated[bool, Query(description="leave out items in the user's history")] = True,
     diversity: Annotated[float, Query(ge=0, le=1, description="0: by relevance; up to 1: more varied")] = 0.0,
     explain: Annotated[bool, Query(description="add a reason and a sentence to each item")] = False,
+    surface: Annotated[str, Query(min_length=1, max_length=200,
+                                  description="where the slate is shown; an experiment there picks the variant")
+                       ] = DEFAULT_SURFACE,
 ) -> RecommendationsOut:
     """Top-k for a user from their live history (events posted since training included). A user without
     history gets what is popular among users with the same attributes, else what is popular. The X-Request-Id
-    header names the response in the impression log: post it as request_id with the outcomes it led to."""
+    header names the response in the impression log: post it as request_id with the outcomes it led to. Under
+    an experiment, X-Experiment and X-Variant say which variant served it."""
     # On the event loop, not the thread pool: about a millisecond of CPU-bound work, for which a thread hop
     # costs more than it frees (the GIL holds the loop's other work back either way).
     result = service.recommend(user_id, k, exclude=exclude, candidates=candidates, categories=category,
-                               exclude_seen=exclude_seen, diversity=diversity, explain=explain)
+                               exclude_seen=exclude_seen, diversity=diversity, explain=explain, surface=surface)
     # A header, not a body field: the body stays a pure function of the user's state (equal requests, equal
     # bodies), which callers and caches compare.
     response.headers["X-Request-Id"] = result.request_id
+    if result.experiment is not None:
+        response.headers["X-Experiment"], response.headers["X-Variant"] = result.experiment, result.variant
     return RecommendationsOut.model_validate(result)
 
 
