@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Self
+from typing import Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -37,12 +37,13 @@ import scipy.sparse as sp
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.errors import ConfigError, DataError, NotFittedError
-from recengine.models.base import Interval, Options, Recommender
+from recengine.models.base import Interval, Options
 from recengine.models.ials import ImplicitALS
 from recengine.models.topk import PAD_ITEM, topk
 from recengine.online.ope import BanditLog
 
-__all__ = ["Impressions", "RecommendFn", "RecommenderPolicy", "UserSimulator", "exposure_gini", "impressions_dataset"]
+__all__ = ["Impressions", "RecommendFn", "RecommenderPolicy", "Scorer", "UserSimulator", "exposure_gini",
+           "impressions_dataset"]
 
 #: A policy: (user indices, slate size) -> items (n, k), or (items, propensities); -1 pads a short slate.
 RecommendFn = Callable[[np.ndarray, int], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
@@ -399,9 +400,15 @@ def impressions_dataset(base: Dataset, impressions: Impressions) -> Dataset:
                                items=base.items, name=f"{base.name}+clicks")
 
 
+class Scorer(Protocol):
+    """What RecommenderPolicy needs of a model: a Recommender, or anything scoring histories like one."""
+
+    def score(self, histories: Histories) -> np.ndarray: ...
+
+
 class RecommenderPolicy:
-    """A fitted Recommender as a simulator policy, keeping live histories (its training data plus the clicks it
-    observes) and recommending only released items.
+    """A fitted Recommender (any Scorer) as a simulator policy, keeping live histories (its training data plus the
+    clicks it observes) and recommending only released items.
 
     exploration: "greedy" (top-k), "epsilon" (each slot is, with probability epsilon, a uniformly drawn released
     item not yet in the slate — propensity: the probability of that item at that position) or "softmax" (a
@@ -409,7 +416,7 @@ class RecommenderPolicy:
     item, what the top-K correction of off-policy REINFORCE needs).
     """
 
-    def __init__(self, model: Recommender, histories: Histories, *, exploration: str = "greedy",
+    def __init__(self, model: Scorer, histories: Histories, *, exploration: str = "greedy",
                  epsilon: float = 0.1, temperature: float = 1.0, seed: int = 0) -> None:
         Options(("greedy", "epsilon", "softmax")).check("exploration", exploration)
         Interval(float, 0, 1).check("epsilon", epsilon)
