@@ -323,12 +323,19 @@ class Experiments:
             return 0
         flush()
         outcomes = events[events["event"].isin(metrics)]
-        window = max(e.attribution_window for e in bandits)
-        attributed = self.store.attribute(outcomes, window).dropna(subset=["request_id"])
-        shown = self.store.impression_variants(attributed["request_id"])
+        given = outcomes["request_id"].notna() if "request_id" in outcomes.columns else \
+            pd.Series(False, index=outcomes.index)
+        shown = self.store.impression_variants(outcomes.loc[given, "request_id"])
+        own = given & outcomes.get("request_id", given).isin(set(shown))
+        pairs = list(zip(outcomes.loc[own, "request_id"], outcomes.loc[own, "event"], strict=True))
+        if not own.all():  # the rest by window (the slower path: a look at those users' impressions)
+            window = max(e.attribution_window for e in bandits)
+            attributed = self.store.attribute(outcomes[~own], window).dropna(subset=["request_id"])
+            shown |= self.store.impression_variants(attributed["request_id"])
+            pairs += list(zip(attributed["request_id"], attributed["event"], strict=True))
         by_name = {e.name: e for e in bandits}
         rewards = []
-        for request, event in zip(attributed["request_id"], attributed["event"], strict=True):
+        for request, event in pairs:
             experiment, variant = shown.get(request, (None, None))
             e = by_name.get(experiment)
             if e is not None and event == e.primary_metric and variant != HOLDOUT:
