@@ -4,6 +4,7 @@ original's session-parallel mini-batches and sampled losses."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from recengine.models.base import Interval
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class GRU4Rec(SequentialRecommender):
     """Item embeddings → dropout → a `layers`-layer GRU → dropout → a linear map into item-embedding space,
     whose dot products with the item embeddings score every item.
@@ -30,35 +32,8 @@ class GRU4Rec(SequentialRecommender):
         "lr": ("log", 3e-4, 3e-3),
     }
 
-    def __init__(
-        self,
-        hidden: int = 64,
-        layers: int = 1,
-        max_len: int = 50,
-        dropout: float = 0.3,
-        loss: str = "ce",
-        negatives: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 128,
-        epochs: int = 200,
-        patience: int = 10,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.hidden = hidden
-        self.layers = layers
-        self.max_len = max_len
-        self.dropout = dropout
-        self.loss = loss
-        self.negatives = negatives
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.device = device
-        self.random_state = random_state
+    layers: int = 1
+    dropout: float = 0.3
 
     def _build_network(self, n_items: int) -> torch.nn.Module:
         from torch import nn

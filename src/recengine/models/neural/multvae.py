@@ -17,6 +17,8 @@ model learned from the other users.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
@@ -25,33 +27,28 @@ from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.data.splits import strong_generalization_split
 from recengine.errors import DataError
-from recengine.models.base import Interval, Options, Recommender
-from recengine.models.neural._sequential import training_module
+from recengine.models.base import Interval
+from recengine.models.neural._base import NeuralRecommender, training_module
 
 if TYPE_CHECKING:
     import torch
 
 
-class MultVAE(Recommender):
+@dataclass(eq=False, repr=False, kw_only=True)
+class MultVAE(NeuralRecommender):
     """Mult-VAE^PR of the paper. Defaults are the paper's: [600, 200], input dropout 0.5, beta_cap 0.2, Adam
     lr 1e-3, batch 500, weight decay standing in for its L2 penalty; ``total_anneal_steps`` is lowered from the
     paper's 200,000 (for ML-20M's 117k training users) to suit catalogues of thousands of users."""
 
     name = "multvae"
     parameter_constraints = {
+        **NeuralRecommender.parameter_constraints,
         "hidden": Interval(int, 1, 65_536),
         "latent": Interval(int, 1, 4096),
         "dropout": Interval(float, 0, 0.95),
         "beta_cap": Interval(float, 0),
         "total_anneal_steps": Interval(int, 1),
-        "lr": Interval(float, 0, low_open=True),
-        "weight_decay": Interval(float, 0),
-        "batch_size": Interval(int, 1),
-        "epochs": Interval(int, 1, 100_000),
-        "patience": Interval(int, 0),
         "validation_users": Interval(float, 0, 0.5, low_open=True),
-        "device": Options(("auto", "cpu", "cuda")),
-        "random_state": Interval(int, 0),
     }
     search_space = {
         "dropout": ("float", 0.2, 0.7),
@@ -59,35 +56,14 @@ class MultVAE(Recommender):
         "lr": ("log", 3e-4, 3e-3),
     }
 
-    def __init__(
-        self,
-        hidden: int = 600,
-        latent: int = 200,
-        dropout: float = 0.5,
-        beta_cap: float = 0.2,
-        total_anneal_steps: int = 20_000,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 500,
-        epochs: int = 200,
-        patience: int = 20,
-        validation_users: float = 0.1,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.hidden = hidden
-        self.latent = latent
-        self.dropout = dropout
-        self.beta_cap = beta_cap
-        self.total_anneal_steps = total_anneal_steps
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.validation_users = validation_users
-        self.device = device
-        self.random_state = random_state
+    hidden: int = 600
+    latent: int = 200
+    dropout: float = 0.5
+    beta_cap: float = 0.2
+    total_anneal_steps: int = 20_000
+    batch_size: int = 500
+    patience: int = 20
+    validation_users: float = 0.1
 
     # ------------------------------------------------------------------------------------------- network
     def _build_network(self, n_items: int) -> torch.nn.Module:
@@ -115,6 +91,9 @@ class MultVAE(Recommender):
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if net.training else mean
         return net["output"](torch.tanh(net["decoder"](z))), mean, log_var
 
+    def _new_network(self) -> torch.nn.Module:
+        return self._build_network(self.n_items_)
+
     def _logits(self, net: torch.nn.Module, device: torch.device, histories: Histories) -> torch.Tensor:
         import torch
 
@@ -141,7 +120,7 @@ class MultVAE(Recommender):
         matrix = train_data.matrix("binary")
         matrix = matrix[np.diff(matrix.indptr) > 0]  # users held out for validation have empty rows here
         rng = np.random.default_rng(self.random_state)
-        updates = 0
+        counts = {"updates": 0}  # optimizer steps so far, for the KL annealing (checkpointed)
         with training.torch_threads(), training.seeded(self.random_state, device):
             net = self._build_network(dataset.n_items).to(device)
             optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -151,51 +130,22 @@ class MultVAE(Recommender):
                                              functools.partial(self._logits, net, device), held_out.query,
                                              truth.indices, truth.indptr)
 
-            def run_epoch() -> None:
-                nonlocal updates
+            def epoch_batches() -> Iterator[torch.Tensor]:
                 order = rng.permutation(matrix.shape[0])
                 for start in range(0, len(order), self.batch_size):
-                    rows = torch.as_tensor(matrix[order[start:start + self.batch_size]].toarray(), device=device)
-                    with training.autocast(device):
-                        logits, mean, log_var = self._forward(net, rows)
-                    likelihood = (torch.log_softmax(logits.float(), 1) * rows).sum(1).mean()
-                    kl = (0.5 * (log_var.exp() + mean ** 2 - 1 - log_var).float().sum(1)).mean()
-                    beta = min(self.beta_cap, updates / self.total_anneal_steps)
-                    loss = -likelihood + beta * kl
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    updates += 1
+                    yield torch.as_tensor(matrix[order[start:start + self.batch_size]].toarray(), device=device)
 
-            log = training.train_epochs(net, run_epoch, epochs=self.epochs, patience=self.patience,
-                                        validate=validate, label=self.name)
-        self._net = net
+            def loss(rows: torch.Tensor) -> torch.Tensor:
+                logits, mean, log_var = self._forward(net, rows)
+                likelihood = (torch.log_softmax(logits.float(), 1) * rows).sum(1).mean()
+                kl = (0.5 * (log_var.exp() + mean ** 2 - 1 - log_var).float().sum(1)).mean()
+                beta = min(self.beta_cap, counts["updates"] / self.total_anneal_steps)
+                counts["updates"] += 1  # one loss per optimizer step
+                return -likelihood + beta * kl
+
+            log = training.train_batches(net, loss, epoch_batches, optimizer=optimizer, rng=rng, device=device,
+                                         epochs=self.epochs, patience=self.patience, validate=validate,
+                                         state=counts, **self._training_options())
         self.n_items_ = dataset.n_items
-        self.weights_ = training.flatten(net)
-        self.validation_ndcg_ = log.validation
-        self.best_epoch_ = log.best_epoch
-        self.seconds_per_epoch_ = log.seconds_per_epoch
+        self._keep(net, log)
         return self
-
-    # --------------------------------------------------------------------------------------------- scoring
-    def _network(self) -> tuple[torch.nn.Module, torch.device]:
-        """The fitted network on its device, rebuilt from weights_ after load."""
-        net = getattr(self, "_net", None)
-        if net is None:
-            training = training_module()
-            net = training.unflatten(self.weights_, self._build_network(self.n_items_))
-            self._net = net = net.to(training.resolve_device(self.device)).eval()
-        return net, next(net.parameters()).device
-
-    def score(self, histories: Histories) -> np.ndarray:
-        self._check_fitted(histories)
-        import torch
-
-        training = training_module()
-        net, device = self._network()
-        out = np.empty((len(histories), self.n_items_), dtype=np.float32)
-        with training.torch_threads(), torch.no_grad():
-            for start in range(0, len(histories), training.SCORE_BATCH):
-                stop = min(start + training.SCORE_BATCH, len(histories))
-                out[start:stop] = self._logits(net, device, histories[start:stop]).float().cpu().numpy()
-        return out

@@ -26,6 +26,8 @@ depend on the other rows in its batch. An empty history keeps the mean user embe
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
@@ -35,8 +37,8 @@ from recengine.data.histories import Histories
 from recengine.data.splits import leave_one_out_split
 from recengine.errors import DataError
 from recengine.models._factors import known_rows, similar_items_cosine
-from recengine.models.base import Interval, Options, Recommender
-from recengine.models.neural._sequential import training_module
+from recengine.models.base import Interval, Options
+from recengine.models.neural._base import NeuralRecommender, training_module
 
 if TYPE_CHECKING:
     import torch
@@ -49,24 +51,18 @@ _TOWER_BLOCK = 1 << 23
 PRETRAIN_ALPHA = 0.5
 
 
-class _NCF(Recommender):
-    """Shared fitting, scoring, fold-in and persistence of GMF, MLP and NeuMF; ``_parts`` says which halves a
-    model has ("gmf", "mlp")."""
+@dataclass(eq=False, repr=False, kw_only=True)
+class _NCF(NeuralRecommender):
+    """Shared hyper-parameters, fitting, scoring, fold-in and persistence of GMF, MLP and NeuMF; ``_parts``
+    says which halves a model has ("gmf", "mlp")."""
 
     _parts: ClassVar[tuple[str, ...]] = ()
     parameter_constraints = {
+        **NeuralRecommender.parameter_constraints,
         "factors": Interval(int, 1, 4096),
-        "mlp_layers": Interval(int, 1, 8),
         "n_negatives": Interval(int, 1, 1000),
-        "lr": Interval(float, 0, low_open=True),
-        "weight_decay": Interval(float, 0),
-        "batch_size": Interval(int, 1),
-        "epochs": Interval(int, 1, 100_000),
-        "patience": Interval(int, 0),
         "fold_in_steps": Interval(int, 0, 10_000),
         "fold_in_lr": Interval(float, 0, low_open=True),
-        "device": Options(("auto", "cpu", "cuda")),
-        "random_state": Interval(int, 0),
     }
     search_space = {
         "factors": ("cat", [8, 16, 32, 64]),
@@ -74,26 +70,13 @@ class _NCF(Recommender):
         "lr": ("log", 3e-4, 3e-3),
     }
 
-    # Set by subclasses' constructors (scikit-learn style: each lists its own hyper-parameters).
-    factors: int
-    mlp_layers: int
-    n_negatives: int
-    lr: float
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    patience: int
-    fold_in_steps: int
-    fold_in_lr: float
-    device: str
-    random_state: int
-
-    def _validate_params(self) -> None:
-        # The constraints cover every NCF model's parameters; GMF has no tower, so check only what a model has.
-        params = self.get_params()
-        for key, constraint in self.parameter_constraints.items():
-            if key in params:
-                constraint.check(key, params[key])
+    factors: int = 8
+    n_negatives: int = 4
+    batch_size: int = 256
+    epochs: int = 50
+    patience: int = 5
+    fold_in_steps: int = 30
+    fold_in_lr: float = 0.1
 
     # ------------------------------------------------------------------------------------------- network
     def _tower_sizes(self) -> list[int]:
@@ -188,20 +171,16 @@ class _NCF(Recommender):
         with training.torch_threads():
             net, logs = self._fit_network(train_data, validation, device)
         net.requires_grad_(False)  # from here on only fold-in's user vectors learn
-        self._net = net
         self.n_items_ = dataset.n_items
         self.n_users_ = dataset.n_users
-        self.weights_ = training.flatten(net)
-        self.validation_ndcg_ = logs[-1].validation
-        self.best_epoch_ = logs[-1].best_epoch
-        self.seconds_per_epoch_ = logs[-1].seconds_per_epoch
+        self._keep(net, logs[-1])
         return self
 
     def _fit_network(self, data: Dataset, validation: tuple[Histories, np.ndarray] | None,
                      device: torch.device) -> tuple[torch.nn.Module, list[Any]]:
         """The trained network and the training log of each stage (one stage unless pre-training)."""
         net = self._build_seeded(self._parts, data, device)
-        return net, [self._train(net, data, validation, device, sgd=False)]
+        return net, [self._train(net, data, validation, device, sgd=False, stage="")]
 
     def _build_seeded(self, parts: tuple[str, ...], data: Dataset, device: torch.device) -> torch.nn.Module:
         training = training_module()
@@ -209,7 +188,9 @@ class _NCF(Recommender):
             return self._build_network(parts, data.n_users, data.n_items).to(device)
 
     def _train(self, net: torch.nn.Module, data: Dataset, validation: tuple[Histories, np.ndarray] | None,
-               device: torch.device, *, sgd: bool, lr: float | None = None) -> Any:
+               device: torch.device, *, sgd: bool, stage: str, lr: float | None = None) -> Any:
+        """Train `net` on the positives of `data` and fresh negatives each epoch; `stage` names its checkpoint
+        directory (NeuMF's pre-training has three stages)."""
         import torch
         import torch.nn.functional as F
 
@@ -225,7 +206,7 @@ class _NCF(Recommender):
             torch.optim.Adam(parameters, lr=lr or self.lr, weight_decay=self.weight_decay)
         parts = [p for p in ("gmf", "mlp") if f"user_{p}" in net]
 
-        def run_epoch() -> None:
+        def epoch_batches() -> Iterator[tuple[torch.Tensor, ...]]:
             neg_users, neg_items = _draw_negatives(users, keys, data.n_items, self.n_negatives, rng)
             u = np.concatenate([users, neg_users])
             i = np.concatenate([items, neg_items])
@@ -233,22 +214,22 @@ class _NCF(Recommender):
             order = torch.as_tensor(rng.permutation(len(u)), device=device)
             u_t, i_t, y_t = (torch.as_tensor(a, device=device)[order] for a in (u, i, y))
             for start in range(0, len(u), self.batch_size):
-                batch_users, batch_items = u_t[start:start + self.batch_size], i_t[start:start + self.batch_size]
-                vectors = {f"user_{p}": net[f"user_{p}"](batch_users) for p in parts}
-                with training.autocast(device):
-                    logits = self._pair_logits(net, vectors, batch_items)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), y_t[start:start + self.batch_size])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                yield u_t[start:start + self.batch_size], i_t[start:start + self.batch_size], \
+                    y_t[start:start + self.batch_size]
+
+        def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            batch_users, batch_items, labels = batch
+            vectors = {f"user_{p}": net[f"user_{p}"](batch_users) for p in parts}
+            return F.binary_cross_entropy_with_logits(self._pair_logits(net, vectors, batch_items).float(), labels)
 
         validate = None
         if validation is not None:
             query, truth = validation
             validate = functools.partial(training.ndcg_at_10, functools.partial(self._known_logits, net, device),
                                          query, truth)
-        return training.train_epochs(net, run_epoch, epochs=self.epochs, patience=self.patience,
-                                     validate=validate, label=self.name)
+        return training.train_batches(net, loss, epoch_batches, optimizer=optimizer, rng=rng, device=device,
+                                      epochs=self.epochs, patience=self.patience, validate=validate,
+                                      **self._training_options(stage))
 
     def _known_logits(self, net: torch.nn.Module, device: torch.device, histories: Histories) -> torch.Tensor:
         import torch
@@ -257,15 +238,8 @@ class _NCF(Recommender):
         return self._all_logits(net, {name: net[name](rows) for name in net if name.startswith("user_")})
 
     # --------------------------------------------------------------------------------------------- scoring
-    def _network(self) -> tuple[torch.nn.Module, torch.device]:
-        """The fitted network on its device, rebuilt from weights_ after load."""
-        net = getattr(self, "_net", None)
-        if net is None:
-            training = training_module()
-            net = self._build_network(self._parts, self.n_users_, self.n_items_)
-            net = training.unflatten(self.weights_, net).requires_grad_(False)
-            self._net = net = net.to(training.resolve_device(self.device)).eval()
-        return net, next(net.parameters()).device
+    def _new_network(self) -> torch.nn.Module:
+        return self._build_network(self._parts, self.n_users_, self.n_items_).requires_grad_(False)
 
     def _fold_in(self, net: torch.nn.Module, histories: Histories, device: torch.device) -> dict[str, torch.Tensor]:
         """User vectors for histories the model has no embedding for (see the module docstring)."""
@@ -352,34 +326,17 @@ class GMF(_NCF):
     name = "gmf"
     _parts = ("gmf",)
 
-    def __init__(
-        self,
-        factors: int = 8,
-        n_negatives: int = 4,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 256,
-        epochs: int = 50,
-        patience: int = 5,
-        fold_in_steps: int = 30,
-        fold_in_lr: float = 0.1,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.n_negatives = n_negatives
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.fold_in_steps = fold_in_steps
-        self.fold_in_lr = fold_in_lr
-        self.device = device
-        self.random_state = random_state
+
+@dataclass(eq=False, repr=False, kw_only=True)
+class _TowerNCF(_NCF):
+    """The NCF models with an MLP tower of ``mlp_layers`` layers."""
+
+    parameter_constraints = {**_NCF.parameter_constraints, "mlp_layers": Interval(int, 1, 8)}
+
+    mlp_layers: int = 3
 
 
-class MLP(_NCF):
+class MLP(_TowerNCF):
     """A ReLU tower of ``mlp_layers`` layers (widths halving down to ``factors``) over ``[p_u, q_i]``, each
     embedding as wide as the first layer (the NCF code's [64, 32, 16, 8] at the defaults), then a linear output.
     Training, validation and fold-in as in GMF."""
@@ -387,36 +344,9 @@ class MLP(_NCF):
     name = "mlp"
     _parts = ("mlp",)
 
-    def __init__(
-        self,
-        factors: int = 8,
-        mlp_layers: int = 3,
-        n_negatives: int = 4,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 256,
-        epochs: int = 50,
-        patience: int = 5,
-        fold_in_steps: int = 30,
-        fold_in_lr: float = 0.1,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.mlp_layers = mlp_layers
-        self.n_negatives = n_negatives
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.fold_in_steps = fold_in_steps
-        self.fold_in_lr = fold_in_lr
-        self.device = device
-        self.random_state = random_state
 
-
-class NeuMF(_NCF):
+@dataclass(eq=False, repr=False, kw_only=True)
+class NeuMF(_TowerNCF):
     """GMF and MLP halves with separate embeddings, their last layers concatenated into one output layer.
 
     pretrain=True first fits a GMF and an MLP with these hyper-parameters (each with its own early stopping),
@@ -428,42 +358,13 @@ class NeuMF(_NCF):
     name = "neumf"
     _parts = ("gmf", "mlp")
     parameter_constraints = {
-        **_NCF.parameter_constraints,
+        **_TowerNCF.parameter_constraints,
         "pretrain": Options((True, False)),
         "finetune_lr": Interval(float, 0, low_open=True),
     }
 
-    def __init__(
-        self,
-        factors: int = 8,
-        mlp_layers: int = 3,
-        n_negatives: int = 4,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 256,
-        epochs: int = 50,
-        patience: int = 5,
-        pretrain: bool = False,
-        finetune_lr: float = 0.01,
-        fold_in_steps: int = 30,
-        fold_in_lr: float = 0.1,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.mlp_layers = mlp_layers
-        self.n_negatives = n_negatives
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.pretrain = pretrain
-        self.finetune_lr = finetune_lr
-        self.fold_in_steps = fold_in_steps
-        self.fold_in_lr = fold_in_lr
-        self.device = device
-        self.random_state = random_state
+    pretrain: bool = False
+    finetune_lr: float = 0.01
 
     def _fit_network(self, data: Dataset, validation: tuple[Histories, np.ndarray] | None,
                      device: torch.device) -> tuple[torch.nn.Module, list[Any]]:
@@ -473,8 +374,8 @@ class NeuMF(_NCF):
 
         gmf = self._build_seeded(("gmf",), data, device)
         mlp = self._build_seeded(("mlp",), data, device)
-        logs = [self._train(gmf, data, validation, device, sgd=False),
-                self._train(mlp, data, validation, device, sgd=False)]
+        logs = [self._train(gmf, data, validation, device, sgd=False, stage="gmf"),
+                self._train(mlp, data, validation, device, sgd=False, stage="mlp")]
         net = self._build_seeded(self._parts, data, device)
         with torch.no_grad():
             for name in ("user_gmf", "item_gmf"):
@@ -484,6 +385,6 @@ class NeuMF(_NCF):
             net["output"].weight.copy_(torch.cat([PRETRAIN_ALPHA * gmf["output"].weight,
                                                   (1 - PRETRAIN_ALPHA) * mlp["output"].weight], 1))
             net["output"].bias.copy_(PRETRAIN_ALPHA * gmf["output"].bias + (1 - PRETRAIN_ALPHA) * mlp["output"].bias)
-        logs.append(self._train(net, data, validation, device, sgd=True, lr=self.finetune_lr))
+        logs.append(self._train(net, data, validation, device, sgd=True, stage="neumf", lr=self.finetune_lr))
         self.pretrain_best_epochs_ = [logs[0].best_epoch, logs[1].best_epoch]
         return net, logs

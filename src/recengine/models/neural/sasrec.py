@@ -4,6 +4,7 @@ Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?",
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from recengine.errors import ConfigError
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class SASRec(SequentialRecommender):
     """Item embeddings (scaled by sqrt(hidden)) plus learned positional embeddings, `blocks` pre-norm
     Transformer blocks of causal self-attention with `heads` heads and a feed-forward layer, dropout and a
@@ -22,10 +24,8 @@ class SASRec(SequentialRecommender):
     Positions count back from the latest item (the latest is position max_len - 1, as in the paper's left
     padding), and padding is masked out of attention, so a history scores the same in any batch.
 
-    loss: "ce" (full softmax over all items) or "sampled" (softmax over the target and `negatives` uniform
-    negatives). Training runs up to `epochs` epochs and stops after `patience` epochs without a better
-    NDCG@10 on a leave-one-out validation split of the training data (patience=0: no validation, all epochs).
-    device: "auto" (CUDA when present, with bfloat16 mixed precision), "cpu" or "cuda".
+    loss, negatives and the training hyper-parameters: see SequentialRecommender and NeuralRecommender;
+    validation is a leave-one-out split of the training data.
 
     Defaults follow the paper's Amazon-Beauty setting (hidden 64, 2 blocks, 1 head, max_len 50, dropout 0.5,
     Adam lr 1e-3) with a batch of 128.
@@ -44,37 +44,8 @@ class SASRec(SequentialRecommender):
         "lr": ("log", 3e-4, 3e-3),
     }
 
-    def __init__(
-        self,
-        hidden: int = 64,
-        blocks: int = 2,
-        heads: int = 1,
-        max_len: int = 50,
-        dropout: float = 0.5,
-        loss: str = "ce",
-        negatives: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 128,
-        epochs: int = 200,
-        patience: int = 10,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.hidden = hidden
-        self.blocks = blocks
-        self.heads = heads
-        self.max_len = max_len
-        self.dropout = dropout
-        self.loss = loss
-        self.negatives = negatives
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.device = device
-        self.random_state = random_state
+    blocks: int = 2
+    heads: int = 1
 
     def _validate_params(self) -> None:
         super()._validate_params()

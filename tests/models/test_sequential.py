@@ -1,3 +1,5 @@
+"""What every neural next-item model (SASRec, GRU4Rec) must do, on data with a planted successor."""
+
 import sys
 
 import numpy as np
@@ -7,9 +9,18 @@ import pytest
 from recengine.data import Dataset, Histories, Vocabulary
 from recengine.errors import ConfigError, DataError, NotSupportedError
 from recengine.models import Recommender, neural
+from recengine.models.neural.gru4rec import GRU4Rec
 from recengine.models.neural.sasrec import SASRec
 
 N_ITEMS = 30
+#: Tiny settings per model that learn the planted successor in a few seconds.
+TINY = {
+    SASRec: {"hidden": 16, "dropout": 0.1, "lr": 5e-3, "batch_size": 32, "epochs": 15, "patience": 0,
+             "device": "cpu"},
+    GRU4Rec: {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "batch_size": 32, "epochs": 15, "patience": 0,
+              "device": "cpu"},
+}
+MODELS = pytest.mark.parametrize("cls", list(TINY), ids=lambda cls: cls.name)
 
 
 def successor_data(n_users: int = 200, seed: int = 0) -> Dataset:
@@ -22,14 +33,17 @@ def successor_data(n_users: int = 200, seed: int = 0) -> Dataset:
                                items=Vocabulary([str(i) for i in range(N_ITEMS)]))
 
 
-def tiny(**params) -> SASRec:
-    return SASRec(**{"hidden": 16, "dropout": 0.1, "lr": 5e-3, "batch_size": 32, "epochs": 15, "patience": 0,
-                     "device": "cpu", **params})
+def tiny(cls, **params):
+    return cls(**{**TINY[cls], **params})
 
 
-@pytest.fixture(scope="module")
-def fitted() -> SASRec:
-    return tiny().fit(successor_data())
+def flat_weights(model) -> np.ndarray:
+    return np.concatenate([w.ravel() for w in model.weights_.values()])
+
+
+@pytest.fixture(scope="module", params=list(TINY), ids=lambda cls: cls.name)
+def fitted(request):
+    return tiny(request.param).fit(successor_data())
 
 
 def test_learns_the_next_item(fitted):
@@ -63,38 +77,46 @@ def test_save_and_load_give_identical_scores(fitted, tmp_path):
     np.testing.assert_array_equal(loaded.score(h), fitted.score(h))
 
 
-def test_a_seed_makes_fitting_deterministic():
+def test_training_loss_goes_down(fitted):
+    loss = fitted.training_loss_
+    assert len(loss) == 15 and loss[-1] < 0.5 * loss[0]
+
+
+@MODELS
+def test_a_seed_makes_fitting_deterministic(cls):
     data = successor_data(60)
-    a, b = tiny(epochs=2).fit(data), tiny(epochs=2).fit(data)
-    np.testing.assert_array_equal(a.weights_, b.weights_)
-    assert not np.array_equal(a.weights_, tiny(epochs=2, random_state=1).fit(data).weights_)
+    a, b = tiny(cls, epochs=2, dropout=0.3).fit(data), tiny(cls, epochs=2, dropout=0.3).fit(data)
+    np.testing.assert_array_equal(flat_weights(a), flat_weights(b))
+    assert not np.array_equal(flat_weights(a), flat_weights(tiny(cls, epochs=2, random_state=1).fit(data)))
 
 
-def test_early_stopping_keeps_the_best_validation_epoch():
-    model = tiny(epochs=6, patience=2).fit(successor_data())
+@MODELS
+def test_early_stopping_keeps_the_best_validation_epoch(cls):
+    model = tiny(cls, epochs=6, patience=2).fit(successor_data())
     curve = model.validation_ndcg_
     assert 1 <= len(curve) <= 6 and model.best_epoch_ == int(np.argmax(curve)) + 1
     assert max(curve) > 0.5, "the planted successor is easy to rank first on validation"
 
 
+# ---------------------------------------------------------------------------------------------- SASRec only
 def test_sampled_softmax_learns_too():
-    model = tiny(loss="sampled", negatives=8, epochs=20).fit(successor_data())
+    model = tiny(SASRec, loss="sampled", negatives=8, epochs=20).fit(successor_data())
     top = model.recommend(Histories.from_lists([[3, 4, 5], [10, 11]], N_ITEMS), k=1)[0][:, 0]
     np.testing.assert_array_equal(top, [6, 12])
 
 
 def test_parameter_mistakes_say_what_to_do():
     with pytest.raises(ConfigError, match="multiple of heads"):
-        tiny(hidden=10, heads=3).fit(successor_data(20))
+        tiny(SASRec, hidden=10, heads=3).fit(successor_data(20))
     with pytest.raises(DataError, match="patience=0"):
-        tiny(patience=3).fit(Dataset.from_events(pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"],
+        tiny(SASRec, patience=3).fit(Dataset.from_events(pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"],
                                                                "timestamp": [0, 1]})))
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
 def test_cuda_without_a_gpu_is_a_config_error():
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        tiny(device="cuda").fit(successor_data(20))
+        tiny(SASRec, device="cuda").fit(successor_data(20))
 
 
 def test_without_torch_fitting_says_what_to_install(monkeypatch):
@@ -102,4 +124,4 @@ def test_without_torch_fitting_says_what_to_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "recengine.models.neural._training", raising=False)
     monkeypatch.delattr(neural, "_training", raising=False)
     with pytest.raises(NotSupportedError, match=r"recengine\[text\]"):
-        tiny().fit(successor_data(20))
+        tiny(SASRec).fit(successor_data(20))
