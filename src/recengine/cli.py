@@ -503,9 +503,55 @@ def _shares(text: str | None) -> dict[str, float] | None:
     return shares
 
 
+def _variant(text: str) -> dict[str, Any]:
+    """--variant NAME=SHARE[,model_version=N][,diversity=X] → a variant of recengine.serving.experiments."""
+    head, *options = text.split(",")
+    name, sep, share = head.partition("=")
+    try:
+        variant: dict[str, Any] = {"name": name.strip(), "share": float(share)}
+        for option in options:
+            key, _, value = option.partition("=")
+            if key.strip() not in ("model_version", "diversity"):
+                raise ValueError
+            variant[key.strip()] = int(value) if key.strip() == "model_version" else float(value)
+    except ValueError:
+        raise ConfigError(f"--variant {text!r}: write NAME=SHARE[,model_version=N][,diversity=X], e.g. "
+                          f"treatment=0.5,diversity=0.3") from None
+    if not sep:
+        raise ConfigError(f"--variant {text!r}: give the share as NAME=SHARE")
+    return variant
+
+
+def cmd_experiment_admin(args: argparse.Namespace) -> None:
+    """experiment create / list / stop, on the store (a running service reads the change within seconds)."""
+    from recengine.serving.experiments import Experiments
+    from recengine.store import Store
+
+    with Store.open(args.store) as store:
+        experiments = Experiments(store)
+        if args.action == "create":
+            created = experiments.create(args.name, [_variant(v) for v in args.variant], surface=args.surface,
+                                         holdout=args.holdout, allocation=args.allocation,
+                                         primary_metric=args.primary_metric, guardrail_metrics=args.guardrail or ())
+            console.print(f"experiment {created.name!r} on surface {created.surface!r} runs from "
+                          f"{created.starts_at:%Y-%m-%d %H:%M} UTC", highlight=False)
+        elif args.action == "stop":
+            console.print(f"experiment {experiments.stop(args.name).name!r} stopped", highlight=False)
+        else:
+            rows = [{"name": e.name, "surface": e.surface, "allocation": e.allocation,
+                     "variants": ", ".join(f"{v.name} {v.share:g}" for v in e.variants), "holdout": e.holdout,
+                     "metric": e.primary_metric, "starts": f"{e.starts_at:%Y-%m-%d %H:%M}",
+                     "stops": "" if e.stops_at is None else f"{e.stops_at:%Y-%m-%d %H:%M}"}
+                    for e in experiments.all()]
+            print_frame(pd.DataFrame(rows), title=f"experiments in {store.url}")
+
+
 def cmd_experiment(args: argparse.Namespace) -> None:
     from recengine.online.experiments import analyze, power, read_units, sample_size
 
+    if args.action in ("create", "list", "stop"):
+        cmd_experiment_admin(args)
+        return
     if args.action == "power":
         n = sample_size(args.baseline, args.lift, alpha=args.alpha, power=args.power)
         console.print(f"{n:,} units per variant (one exposure each) detect a {args.lift:+.2%} relative lift over a "
@@ -721,6 +767,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lift", type=float, required=True, help="relative lift to detect, e.g. 0.03 for +3%%")
     e.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level (default 0.05)")
     e.add_argument("--power", type=float, default=0.8, help="probability of detecting the lift (default 0.8)")
+    e = experiment.add_parser("create", help="define an experiment the service runs (hashed shares or a bandit)")
+    e.add_argument("name")
+    e.add_argument("--variant", action="append", required=True,
+                   help="NAME=SHARE[,model_version=N][,diversity=X]; repeat for each variant (shares sum to 1)")
+    e.add_argument("--surface", default="default", help="where its slates are shown (?surface= of requests)")
+    e.add_argument("--holdout", type=float, default=0.0, help="share of users kept on the default serving")
+    e.add_argument("--allocation", default="fixed", help="fixed (hashed shares) or bandit (Thompson sampling)")
+    e.add_argument("--primary-metric", default="click", help="an outcome event type (default click)")
+    e.add_argument("--guardrail", action="append", help="a guard-rail outcome event type; repeat for more")
+    e = experiment.add_parser("list", help="the store's experiments")
+    e = experiment.add_parser("stop", help="stop an experiment now")
+    e.add_argument("name")
+    for action in ("create", "list", "stop"):
+        experiment.choices[action].add_argument("--store", help=store_help)
     p.set_defaults(run=cmd_experiment)
 
     p = sub.add_parser("demo", help="the bundled MovieLens demo: leaderboard, recommendations, then the API "
