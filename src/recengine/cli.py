@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -114,6 +115,7 @@ def as_split(data, protocol: str | None, seed: int):
 def cmd_fit(args: argparse.Namespace) -> None:
     from recengine.data.split import Split
     from recengine.data.splits import split as make_split
+    from recengine.engines.ddp import launched_by_torchrun
     from recengine.evaluation.tuning import select_model
     from recengine.models.registry import create_model
     from recengine.trained import TrainedModel
@@ -134,6 +136,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
         print_frame(table, title=f"--model auto: validation {args.metric}")
         console.print(f"auto: picked [bold]{name}[/] (highest validation {args.metric})")
     params = parse_params(args.param, name)
+    if args.nproc != 1 or launched_by_torchrun():
+        from recengine.engines.ddp import fit_distributed
+
+        model = create_model(name, **params)
+        fit_distributed(model, dataset, args.out, nproc=args.nproc)
+        if int(os.environ.get("RANK", "0")) == 0:
+            console.print(f"fitted {model!r} with DistributedDataParallel → {args.out}")
+        return
     with console.status(f"fitting {name} on {dataset.n_interactions:,} interactions"):
         trained = TrainedModel.fit(create_model(name, **params), dataset)
     trained.save(args.out)
@@ -612,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", help="comma-separated models for --model auto")
     p.add_argument("--protocol", default="temporal-user", help="validation protocol for --model auto")
     p.add_argument("--metric", default="ndcg@20", help="selection metric for --model auto")
+    p.add_argument("--nproc", type=int, default=1, help="neural models: train with DistributedDataParallel in N "
+                                                        "processes on this machine (under torchrun: its workers)")
     p.set_defaults(run=cmd_fit)
 
     p = sub.add_parser("recommend", help="batch top-K for all or listed users, seen items excluded")
