@@ -38,11 +38,16 @@ def cutoffs(text: str) -> tuple[int, ...]:
     return ks
 
 
-def parse_params(pairs: Sequence[str], model_name: str) -> dict[str, Any]:
-    """key=value strings into typed hyper-parameters (types follow the model's defaults)."""
-    from recengine.models.registry import get_model_class
+def parse_params(pairs: Sequence[str], model_name: str, engine: str = "local") -> dict[str, Any]:
+    """key=value strings into typed hyper-parameters (types follow the model's defaults on that engine)."""
+    if engine == "spark":
+        from recengine.engines.spark.training import create_trainer
 
-    defaults = get_model_class(model_name)().get_params()
+        defaults = create_trainer(model_name).get_params()
+    else:
+        from recengine.models.registry import get_model_class
+
+        defaults = get_model_class(model_name)().get_params()
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -73,7 +78,7 @@ def _coerce(key: str, raw: str, default: Any) -> Any:
     return value
 
 
-def model_params(pairs: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+def model_params(pairs: Sequence[str], names: Sequence[str], engine: str = "local") -> dict[str, dict[str, Any]]:
     """--param model.key=value (or key=value when there is one model) grouped per model."""
     grouped: dict[str, list[str]] = {name: [] for name in names}
     for pair in pairs:
@@ -84,7 +89,7 @@ def model_params(pairs: Sequence[str], names: Sequence[str]) -> dict[str, dict[s
             grouped[names[0]].append(pair)
         else:
             raise ConfigError(f"--param {pair!r}: with several models write model.key=value")
-    return {name: parse_params(p, name) for name, p in grouped.items()}
+    return {name: parse_params(p, name, engine) for name, p in grouped.items()}
 
 
 def load_input(args: argparse.Namespace):
@@ -111,6 +116,80 @@ def as_split(data, protocol: str | None, seed: int):
     return split(data, protocol or "temporal-user", random_state=seed)
 
 
+def spark_for(args: argparse.Namespace):
+    """The SparkSession of --master, its JVM output kept in --spark-log (a file) rather than the terminal."""
+    from recengine.engines.spark.cluster import quiet_session
+
+    session, log = quiet_session(args.master, args.spark_log)
+    console.print(f"spark {session.version} on {session.sparkContext.master}; its logs → {log}", highlight=False)
+    return session
+
+
+def spark_events(args: argparse.Namespace, spark):
+    """--events read by Spark (any path it reads: files, folders, partitioned Parquet) with --columns."""
+    from recengine.data.sources import column_fields
+    from recengine.engines.spark.data import read_events
+
+    unsupported = [flag for flag, value in (("--dataset", getattr(args, "dataset", None)),
+                                            ("--items", getattr(args, "items", None))) if value]
+    if unsupported or not args.events:
+        raise ConfigError("--engine spark reads its data with --events PATH" +
+                          (f"; {unsupported[0]} is for --engine local" if unsupported else ""))
+    events = read_events(spark, args.events, columns=column_fields(args.columns), reject_path=args.reject_file)
+    console.print(f"read {events.kept:,} events" + (f" ({events.rejected:,} bad rows → {events.reject_path})"
+                                                     if events.rejected else ""), highlight=False)
+    return events
+
+
+def fit_on_spark(args: argparse.Namespace) -> None:
+    from recengine.engines.spark.training import fit_bundle
+
+    params = parse_params(args.param, args.model, "spark")  # an unknown model stops here, before Spark starts
+    spark = spark_for(args)
+    events = spark_events(args, spark)
+    dataset = events.to_dataset(name=Path(args.events.rstrip("/")).stem)
+    console.print(f"collected the training data: {dataset}", highlight=False)
+    trained = fit_bundle(events.frame, dataset, args.model, params,
+                         progress=lambda line: console.print(line, highlight=False))
+    trained.save(args.out)
+    console.print(f"wrote {trained.model!r} → {args.out}", highlight=False)
+
+
+def recommend_on_spark(args: argparse.Namespace) -> None:
+    from recengine.engines.spark.scoring import recommend_bundle, write_parquet
+
+    for flag, value in (("--users", args.users), ("--explain", args.explain)):
+        if value:
+            raise ConfigError(f"{flag} is for --engine local; --engine spark writes every training user's list")
+    if not args.out:
+        raise ConfigError("--engine spark writes Parquet: give --out PATH (a folder, any path Spark writes)")
+    spark = spark_for(args)
+    start = time.perf_counter()
+    write_parquet(recommend_bundle(spark, args.model_dir, args.k, exclude_seen=not args.include_seen), args.out)
+    console.print(f"top-{args.k} for every user in {time.perf_counter() - start:.1f}s → {args.out} "
+                  f"(Parquet: user, item, rank, score)", highlight=False)
+
+
+def evaluate_on_spark(args: argparse.Namespace) -> None:
+    from recengine.engines.spark.training import evaluate_models
+
+    if args.negatives:
+        raise ConfigError("--negatives is for --engine local; --engine spark ranks the whole catalogue")
+    names = args.models.split(",") if args.models else ["ials", "itemknn"]
+    params = model_params(args.param, names, "spark")
+    spark = spark_for(args)
+    events = spark_events(args, spark)
+    rows = evaluate_models(events.frame, names, params, args.protocol or "temporal-user", args.k,
+                           random_state=args.seed, progress=lambda line: console.print(line, highlight=False))
+    metric = args.metric or f"ndcg@{20 if 20 in args.k else args.k[-1]}"
+    board = pd.DataFrame(rows).sort_values(metric, ascending=False)
+    print_frame(board.round(4), title=f"spark · {args.protocol or 'temporal-user'} · sorted by {metric}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"engine": "spark", "protocol": args.protocol or "temporal-user",
+                                              "models": params, "k": list(args.k), "results": rows}, indent=2))
+        console.print(f"report → {args.out}")
+
+
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_fit(args: argparse.Namespace) -> None:
     from recengine.data.split import Split
@@ -120,6 +199,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from recengine.models.registry import create_model
     from recengine.trained import TrainedModel
 
+    if args.engine == "spark":
+        return fit_on_spark(args)
     dataset = load_input(args)
     if isinstance(dataset, Split):
         raise ConfigError(f"--dataset {args.dataset} is an evaluation split (train + test); fit on a dataset "
@@ -163,6 +244,8 @@ def _read_users(path: str | None, trained) -> list[str]:
 def cmd_recommend(args: argparse.Namespace) -> None:
     from recengine.trained import TrainedModel
 
+    if args.engine == "spark":
+        return recommend_on_spark(args)
     trained = TrainedModel.load(args.model_dir)
     users = _read_users(args.users, trained)
     start = time.perf_counter()
@@ -203,6 +286,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from recengine.evaluation import fit_and_evaluate, leaderboard
     from recengine.models.registry import create_model
 
+    if args.engine == "spark":
+        return evaluate_on_spark(args)
     data = load_input(args)
     names = args.models.split(",") if args.models else list(DEFAULT_CANDIDATES)
     params = model_params(args.param, names)
@@ -614,8 +699,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reject-file", help="write bad rows here instead of stopping at the first one")
         p.add_argument("--seed", type=int, default=42)
 
+    def engine_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", choices=["local", "spark"], default="local",
+                       help="local (this process) or spark (ials, itemknn, biased-mf; needs recengine[spark] and Java)")
+        p.add_argument("--master", help="with --engine spark: a Spark master URL (local[4], spark://HOST:7077, "
+                                        "yarn, ...; default: what spark-submit set, else local[2])")
+        p.add_argument("--spark-log", help="with --engine spark: file for Spark's own logs (default "
+                                           "recengine-spark.log in the temp directory; - for the terminal)")
+
     p = sub.add_parser("fit", help="fit a model and write a model directory")
     data_options(p)
+    engine_options(p)
     p.add_argument("--model", required=True, help="model name (see `recengine models`) or auto")
     p.add_argument("--param", action="append", default=[], help="hyper-parameter key=value (repeatable)")
     p.add_argument("--out", required=True, help="model directory to write")
@@ -633,7 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-seen", action="store_true", help="allow items the user already has")
     p.add_argument("--explain", action="store_true",
                    help="add reason and text columns (\"Because you liked ...\"); one explanation a row, slower")
-    p.add_argument("--out", help="CSV to write (user,item,rank,score); default stdout")
+    p.add_argument("--out", help="CSV to write (user,item,rank,score; with --engine spark a Parquet folder); "
+                                 "default stdout")
+    engine_options(p)
     p.set_defaults(run=cmd_recommend)
 
     p = sub.add_parser("score", help="score given user,item pairs")
@@ -652,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=cutoffs, default=(10, 20, 100), help="cut-offs, comma-separated (10,20,100)")
     p.add_argument("--metric", help="leaderboard order (default ndcg@20, or ndcg at the largest K)")
     p.add_argument("--out", help="JSON report to write")
+    engine_options(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("tune", help="tune a model's hyper-parameters on a validation split")
