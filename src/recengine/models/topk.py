@@ -1,12 +1,58 @@
-"""The one top-K routine every model shares: mask, then select the K best per row."""
+"""The one top-K routine every model shares: mask, then select the K best per row; and which device ranks.
+
+Models with a GPU path (iALS, EASE) take ``device="cpu"|"cuda"|"auto"``; ``accelerator`` turns that into the
+torch device of their torch kernels (recengine.models._torch_kernels), or None for the NumPy/numba path here.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
+from recengine.errors import ConfigError, NotSupportedError
+
+if TYPE_CHECKING:
+    import torch
+
 PAD_ITEM = -1
+DEVICES = ("auto", "cpu", "cuda")
+#: Batches with fewer rows are ranked on the CPU even by a model on a GPU: moving a few users' work to the
+#: device costs more than it saves (single requests in the service stay on the tuned CPU path).
+DEVICE_MIN_ROWS = 512
+#: Without one of these an NVIDIA (or ROCm) driver is absent on Linux, so "auto" need not import torch (~1.5 s).
+_GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")
+
+
+def accelerator(device: str) -> torch.device | None:
+    """The torch device that runs a model's heavy work, or None for the NumPy/numba CPU path.
+
+    "cpu": None (the CPU path is the fast one there); "cuda": the GPU, a ConfigError when torch sees none;
+    "auto": the GPU when torch sees one, else None.
+    """
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return None
+    if "torch" not in sys.modules:
+        if importlib.util.find_spec("torch") is None:
+            if device == "auto":
+                return None
+            raise NotSupportedError("device='cuda' needs PyTorch with CUDA: pip install torch (or use device='cpu')")
+        if device == "auto" and sys.platform == "linux" and not any(map(os.path.exists, _GPU_DRIVER_PATHS)):
+            return None
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if device == "auto":
+        return None
+    raise ConfigError("device='cuda' but torch sees no CUDA GPU; use device='auto' or 'cpu'")
 
 
 def mask_entries(scores: np.ndarray, matrix: sp.csr_matrix) -> None:
