@@ -6,14 +6,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from recengine.store import Store
+from recengine.store.store import Impression
 from recengine.trained import TrainedModel
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,6 +40,7 @@ class Server:
     store: str
     read: str
     write: str
+    admin: str
 
 
 def free_port() -> int:
@@ -65,6 +69,7 @@ def server(tmp_path_factory, model_dir) -> Iterator[Server]:
         store.set_status(itemknn.id, "active")
         store.set_status(store.register_model_version("ease", {}).id, "failed", {"error": "out of memory"})
         read, write = store.create_api_key("dashboard", ["read"]), store.create_api_key("feeder", ["write"])
+        admin = store.create_api_key("experimenter", ["admin"])
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "recengine.cli", "serve", "--store", store_url,
                                 "--port", str(port), "--log-level", "warning"],
@@ -80,7 +85,7 @@ def server(tmp_path_factory, model_dir) -> Iterator[Server]:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the server did not come up within 60 s"
                 time.sleep(0.2)
-        yield Server(url, store_url, read, write)
+        yield Server(url, store_url, read, write, admin)
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
@@ -176,3 +181,52 @@ def test_a_wrong_key_is_refused_with_a_message(page):
     expect(page.locator("#login-error")).to_contain_text("the API key was refused (401)", timeout=WAIT_MS)
     expect(page.locator("#login-error")).to_contain_text("unknown or revoked")
     expect(page.locator("#overview")).to_be_hidden()
+
+
+def test_experiments_are_defined_and_analysed(page, server):
+    sign_in(page, server.read)
+    page.click("nav a[href='#experiments']")
+    form = page.locator("#experiment-form")
+    form.locator("[name=name]").fill("layout")
+    form.locator("[name=surface]").fill("home")
+    form.locator("button").click()
+    expect(page.locator("#experiment-form-error")).to_contain_text("lacks the scope (403)", timeout=WAIT_MS)
+
+    page.click("#change-key")
+    sign_in(page, server.admin)
+    page.click("nav a[href='#experiments']")
+    form.locator("[name=name]").fill("layout")
+    form.locator("[name=surface]").fill("home")
+    form.locator("[name=variants]").fill("control=0.5\ntreatment=0.6")
+    form.locator("button").click()
+    expect(page.locator("#experiment-form-error")).to_contain_text("they sum to 1.1", timeout=WAIT_MS)
+    form.locator("[name=variants]").fill("control=0.5\ntreatment=0.5,diversity=0.3")
+    form.locator("button").click()
+    expect(page).to_have_url(f"{server.url}/#experiments/layout", timeout=WAIT_MS)
+    expect(page.locator("#experiment-list tr.active")).to_contain_text("running")
+    expect(page.locator("#decision")).to_contain_text("Keep running")  # nothing shown yet
+
+    # A broken split logged over three hours: 300 users saw control, 200 the treatment, which got more clicks.
+    start = datetime.now(UTC) - timedelta(hours=3)
+    shown, clicks = [], []
+    for k in range(500):
+        variant, at = ("control" if k < 300 else "treatment"), start + timedelta(seconds=20 * k)
+        shown.append(Impression(f"layout-{k}", f"visitor{k}", at, "itemknn", ["a1"], [1.0], experiment="layout",
+                                variant=variant, variant_propensity=0.5))
+        if k % (3 if variant == "treatment" else 6) == 0:
+            clicks.append((f"visitor{k}", int(at.timestamp()) + 5, f"layout-{k}"))
+    with Store.open(server.store) as store:
+        store.add_impressions(shown)
+        store.add_events(pd.DataFrame(clicks, columns=["user", "timestamp", "request_id"]).assign(
+            item="a1", event="click"))
+    page.reload()
+    expect(page.locator("#srm-warning")).to_contain_text("Sample ratio mismatch", timeout=WAIT_MS)
+    expect(page.locator("#decision")).to_contain_text("Stop: sample ratio mismatch")
+    rows = page.locator("#experiment-variants tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("control")
+    expect(rows.nth(1)).to_contain_text("treatment")
+    expect(rows.nth(1).locator("td").nth(2)).to_have_text("200")  # its exposures
+    points = page.locator("#lift-chart polyline[data-variant=treatment]").get_attribute("points").split()
+    assert len(points) >= 2  # the lift at each look
+    expect(page.locator("#lift-chart polygon.band")).to_have_count(1)

@@ -1,5 +1,5 @@
-// The recengine dashboard: one page, five views chosen by the URL hash (#overview, #models, #users/ID,
-// #items/ID, #live), every figure read from the API with the key the reader entered. Data is put into the
+// The recengine dashboard: one page, six views chosen by the URL hash (#overview, #models, #users/ID,
+// #items/ID, #live, #experiments/NAME), every figure read from the API with the key the reader entered. Data is put into the
 // page as text nodes only (never as HTML): ids and titles come from whoever posted them.
 
 const KEY = "recengine.apiKey";
@@ -16,10 +16,13 @@ class ApiError extends Error {
   }
 }
 
-async function api(path) {
+async function api(path, payload = undefined) {  // a GET, or a POST of payload as JSON
   let response;
+  const headers = {"X-API-Key": sessionStorage.getItem(KEY) ?? ""};
+  const options = payload === undefined ? {headers}
+    : {method: "POST", headers: {...headers, "Content-Type": "application/json"}, body: JSON.stringify(payload)};
   try {
-    response = await fetch(path, {headers: {"X-API-Key": sessionStorage.getItem(KEY) ?? ""}});
+    response = await fetch(path, options);
   } catch (error) {
     throw new Error(`the server cannot be reached (${error.message})`);
   }
@@ -238,8 +241,123 @@ function stopLive() {
   clearTimeout(live.timer);
 }
 
+// --------------------------------------------------------------------------------------------- experiments
+const SERIES = ["#2f6fdf", "#e07a1f", "#2e9e5b", "#9b51e0", "#c2185b"];
+const percent = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)}%`);
+const signed = (v) => (v === null || v === undefined ? "–" : `${v >= 0 ? "+" : ""}${(100 * v).toFixed(1)}%`);
+
+async function experiments(view, name) {
+  const list = await api("/v1/experiments");
+  $("#experiment-list", view).replaceChildren(
+    el("thead", {}, el("tr", {}, ...["experiment", "surface", "allocation", "variants", "holdout", "status"]
+      .map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...list.map((e) => el("tr", {class: e.name === name ? "active" : ""},
+      el("td", {}, el("a", {href: `#experiments/${encodeURIComponent(e.name)}`}, e.name)), el("td", {}, e.surface),
+      el("td", {}, e.allocation), el("td", {}, e.variants.map((v) => `${v.name} ${v.share}`).join(", ")),
+      el("td", {class: "num"}, percent(e.holdout)), el("td", {}, e.running ? "running" : "stopped")))));
+  const detail = $("#experiment-detail", view);
+  const chosen = name || list.at(-1)?.name;
+  if (!chosen) return detail.replaceChildren(el("p", {class: "note"}, "No experiments yet."));
+  const analysis = await api(`/v1/experiments/${encodeURIComponent(chosen)}/analysis`);
+  detail.replaceChildren(...experimentView(analysis));
+}
+
+function experimentView(analysis) {
+  const e = analysis.experiment, metric = e.primary_metric, primary = analysis.metrics[metric];
+  const parts = [el("h3", {}, `${e.name}: ${metric} per exposure`),
+    el("p", {class: `decision ${analysis.decision.decision.split(" ")[0]}`, id: "decision"},
+       `${analysis.decision.decision[0].toUpperCase()}${analysis.decision.decision.slice(1)}: ${analysis.decision.reason}`)];
+  if (primary.srm_flag) {
+    parts.push(el("p", {class: "warning", id: "srm-warning"}, `Sample ratio mismatch: p = ` +
+      `${primary.srm_p_value.toExponential(1)}; the observed split does not match the design, so the lifts ` +
+      `cannot be trusted until the assignment is fixed.`));
+  }
+  parts.push(el("p", {class: "note"}, `${number(Object.values(analysis.exposures).reduce((a, b) => a + b, 0))} ` +
+    `exposures; ${number(analysis.outcomes.attributed)} outcomes attributed, ` +
+    `${number(analysis.outcomes.unattributed)} unattributed.`));
+  if (primary.status !== "ok") return [...parts, el("p", {class: "note"}, primary.reason)];
+  const rows = [[primary.control.variant, primary.control, null], ...Object.entries(primary.variants)
+    .map(([n, v]) => [n, v, v])];
+  parts.push(el("table", {id: "experiment-variants"},
+    el("thead", {}, el("tr", {}, ...["variant", "units", "exposures", "rate", "95% interval", "lift",
+      "lift 95% interval", "p", "p sequential"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map(([n, v, lift]) => el("tr", {},
+      el("td", {}, n), el("td", {class: "num"}, number(v.units)), el("td", {class: "num"}, number(v.exposures)),
+      el("td", {class: "num"}, percent(v.rate)),
+      el("td", {class: "num"}, `${percent(v.rate_ci_low)} … ${percent(v.rate_ci_high)}`),
+      el("td", {class: "num"}, lift ? signed(lift.lift) : "control"),
+      el("td", {class: "num"}, lift ? `${signed(lift.ci_low)} … ${signed(lift.ci_high)}` : ""),
+      el("td", {class: "num"}, lift?.p_value?.toFixed(4) ?? ""),
+      el("td", {class: "num"}, lift?.p_value_sequential?.toFixed(4) ?? ""))))));
+  parts.push(el("h3", {}, "Lift over time (cumulative, 95% interval)"),
+             el("div", {class: "chart", id: "lift-chart"}, liftChart(analysis.timeline)));
+  return parts;
+}
+
+function liftChart(timeline) {  // one line per treatment variant with its interval as a band
+  const names = [...new Set(timeline.flatMap((t) => Object.keys(t.variants)))];
+  const chart = svg("svg", {viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": "lift over time"});
+  const values = timeline.flatMap((t) => Object.values(t.variants).flatMap((v) => [v.ci_low, v.ci_high]))
+    .filter((v) => v !== null && Number.isFinite(v));
+  const low = Math.min(0, ...values), high = Math.max(0, ...values, 1e-9);
+  const x = (i) => PAD.left + (timeline.length > 1 ? i / (timeline.length - 1) : 0.5) * (WIDTH - PAD.left - PAD.right);
+  const y = (v) => HEIGHT - PAD.bottom - ((v - low) / (high - low)) * (HEIGHT - PAD.top - PAD.bottom);
+  chart.append(svg("line", {x1: PAD.left, x2: WIDTH - PAD.right, y1: y(0), y2: y(0), class: "zero"}));
+  for (const v of [low, high]) {
+    chart.append(svg("text", {x: PAD.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end"}, signed(v)));
+  }
+  names.forEach((name, k) => {
+    const color = SERIES[k % SERIES.length];
+    const at = timeline.map((t, i) => [i, t.variants[name]]).filter(([, v]) => v && v.lift !== null);
+    if (!at.length) return;
+    const upper = at.map(([i, v]) => `${x(i)},${y(v.ci_high ?? v.lift)}`);
+    const lower = at.map(([i, v]) => `${x(i)},${y(v.ci_low ?? v.lift)}`).reverse();
+    chart.append(svg("polygon", {points: [...upper, ...lower].join(" "), class: "band", fill: color}),
+                 svg("polyline", {points: at.map(([i, v]) => `${x(i)},${y(v.lift)}`).join(" "), class: "line",
+                                  style: `stroke: ${color}`, "data-variant": name}),
+                 svg("text", {x: WIDTH - PAD.right, y: PAD.top + 12 + 14 * k, class: "legend", fill: color,
+                              "text-anchor": "end"}, name));
+  });
+  const ends = [[0, "start"], [timeline.length - 1, "end"]];
+  for (const [i, anchor] of timeline.length > 1 ? ends : [[0, "middle"]]) {
+    chart.append(svg("text", {x: x(i), y: HEIGHT - 8, class: "axis", "text-anchor": anchor},
+                     timeline[i].at.slice(0, 16).replace("T", " ")));
+  }
+  return chart;
+}
+
+// The form's variants: one a line, NAME=SHARE[,model_version=N][,diversity=X] (as `recengine experiment create`).
+function variantsOf(text) {
+  return text.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+    const [head, ...options] = line.split(",");
+    const [name, share] = head.split("=");
+    const variant = {name: name.trim(), share: Number(share)};
+    for (const option of options) {
+      const [key, value] = option.split("=");
+      variant[key.trim()] = Number(value);
+    }
+    return variant;
+  });
+}
+
+$("#experiment-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const guardrails = form.get("guardrail_metrics").split(",").map((m) => m.trim()).filter(Boolean);
+  try {
+    const created = await api("/v1/experiments", {
+      name: form.get("name").trim(), surface: form.get("surface").trim(), variants: variantsOf(form.get("variants")),
+      holdout: Number(form.get("holdout")), allocation: form.get("allocation"),
+      primary_metric: form.get("primary_metric").trim(), guardrail_metrics: guardrails});
+    $("#experiment-form-error").textContent = "";
+    location.hash = `experiments/${encodeURIComponent(created.name)}`;
+  } catch (error) {
+    $("#experiment-form-error").textContent = error.message;
+  }
+});
+
 // ----------------------------------------------------------------------------------------------- wiring
-const VIEWS = {overview, models, users: user, items: item, live: startLive};
+const VIEWS = {overview, models, users: user, items: item, live: startLive, experiments};
 
 function showError(view, error) {
   const box = $(".error", view);
