@@ -1,0 +1,65 @@
+"""DistributedDataParallel on the CPU (issue 8): SASRec on amazon-beauty trained in 1 process and in 2 (gloo).
+
+Both runs fit the training part of the leave-one-out split with the same hyper-parameters and seed for the
+same number of epochs; `fit` holds out each user's latest training item and measures validation NDCG@10 after
+every epoch (the target: 2 processes within 2% of 1). In 2 processes every mini-batch is split between the
+workers and their gradients averaged, so a step sees the same batch as in one. Wall time includes starting the
+workers; on a 2-core machine no speed-up is expected.
+
+    python benchmarks/ddp.py --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from recengine.data.sequences import load_s3rec
+from recengine.data.splits import split
+from recengine.engines.ddp import fit_distributed
+from recengine.models.neural.sasrec import SASRec
+from recengine.trained import TrainedModel
+
+DATA = Path(os.environ.get("RECENGINE_DATASETS", Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--nproc", default="1,2", help="process counts to compare, the first the reference")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "ddp.json"))
+    args = parser.parse_args()
+    train = split(load_s3rec(DATA / "amazon-beauty"), "loo").train
+    # patience = epochs: validation after every epoch, never stopping early, so both runs train alike.
+    params = {"epochs": args.epochs, "patience": args.epochs, "device": args.device, "verbose": False}
+    rows = []
+    for nproc in (int(n) for n in args.nproc.split(",")):
+        start = time.perf_counter()
+        if nproc == 1:
+            model = SASRec(**params).fit(train)
+        else:
+            with tempfile.TemporaryDirectory() as out:
+                fit_distributed(SASRec(**params), train, Path(out) / "model", nproc=nproc)
+                model = TrainedModel.load(Path(out) / "model").model
+        seconds = time.perf_counter() - start
+        rows.append({"nproc": nproc, "validation_ndcg@10": max(model.validation_ndcg_),
+                     "validation_curve": model.validation_ndcg_, "training_loss": model.training_loss_,
+                     "wall_seconds": seconds, "seconds_per_epoch": model.seconds_per_epoch_})
+        reference = rows[0]["validation_ndcg@10"]
+        print(f"{nproc} process(es): validation NDCG@10 {rows[-1]['validation_ndcg@10']:.4f} "
+              f"({rows[-1]['validation_ndcg@10'] / reference - 1:+.1%} vs {rows[0]['nproc']}), wall {seconds:.0f} s, "
+              f"{model.seconds_per_epoch_:.0f} s/epoch of batches", flush=True)
+    print(f"\nmachine: {platform.machine()} {os.cpu_count()} cores, device {args.device}, {args.epochs} epochs; "
+          f"{train.n_users} users, {train.n_items} items; target: within 2% of 1 process")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"epochs": args.epochs, "device": args.device, "runs": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
