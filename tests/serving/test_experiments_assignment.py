@@ -87,3 +87,21 @@ def test_overlapping_experiments_on_a_surface_are_refused(store):
     experiments.stop("running")
     experiments.create("after", variants(0.5, 0.5), surface="home")  # once the first stopped
     assert [e.name for e in experiments.all()] == ["running", "elsewhere", "after"]
+
+
+def test_the_cli_defines_lists_and_stops_experiments_a_service_reads(store, store_url, capsys):
+    from recengine.cli import main
+
+    serving = Experiments(store)  # as a running service holds them
+    assert main(["experiment", "create", "promo", "--variant", "control=0.5", "--variant",
+                 "varied=0.5,diversity=0.3", "--holdout", "0.1", "--surface", "home", "--store", store_url]) == 0
+    assert main(["experiment", "create", "bad", "--variant", "a=0.5", "--variant", "b=0.6", "--surface", "x",
+                 "--store", store_url]) != 0
+    assert "they sum to 1.1" in capsys.readouterr().err
+    serving.reload()  # what the service does every few seconds
+    assert [(v.name, v.share, v.diversity) for v in serving.get("promo").variants] == \
+        [("control", 0.5, None), ("varied", 0.5, 0.3)]
+    assert main(["experiment", "list", "--store", store_url]) == 0 and "promo" in capsys.readouterr().out
+    assert main(["experiment", "stop", "promo", "--store", store_url]) == 0
+    serving.reload()
+    assert serving.get("promo").stops_at is not None
