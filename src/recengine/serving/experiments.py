@@ -276,8 +276,9 @@ class Experiments:
 
     def reload(self) -> None:
         """Read the store's experiments again: others define them too (the CLI, another server process)."""
+        records = self.store.experiments()  # read outside the lock, which bandit requests take
         with self._lock:
-            for record in self.store.experiments():
+            for record in records:
                 self._publish(Experiment.from_record(record))
 
     def get(self, name: str) -> Experiment:
