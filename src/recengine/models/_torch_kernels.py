@@ -30,6 +30,10 @@ _CPU_BLOCK_FLOATS = 1 << 24
 _CUDA_BLOCK_FLOATS = 1 << 28
 #: A block and its temporaries (about four times its size) stay within this share of the free GPU memory.
 _CUDA_FREE_SHARE = 8
+#: A block's rows have at most this many times the entries of its shortest row (or of _SHORT_ROW), so that
+#: padding to the longest row of the block adds at most a quarter to the work.
+_PADDING_RATIO = 1.25
+_SHORT_ROW = 8
 #: CG stops on a row whose squared residual falls below this (as the numba kernel does).
 _CG_TOLERANCE = 1e-20
 
@@ -71,8 +75,8 @@ class HalfStep:
     """How the rows of one side are solved given the other side's factors, planned once per fit.
 
     rows: the confidence matrix of this side (CSR, float32). Rows are sorted by entry count and cut into
-    blocks of similar counts, so that padding to the longest row of a block wastes little, and each block
-    holds about block_floats(device) floats of gathered factors (or of k x k systems, for Cholesky).
+    blocks of similar counts (within _PADDING_RATIO), so that padding to the longest row of a block wastes
+    little, each holding at most block_floats(device) floats of gathered factors (or of k x k systems).
     """
 
     def __init__(self, rows: sp.csr_matrix, k: int, device: torch.device):
@@ -85,7 +89,9 @@ class HalfStep:
         while start < len(order):
             # A row costs max(entries, k) * k floats; rows are sorted, so the last row of a block is its widest.
             cost = np.arange(1, len(order) - start + 1) * np.maximum(sorted_lengths[start:], k)
-            stop = start + max(1, int(np.searchsorted(cost, budget, side="right")))
+            similar = np.searchsorted(sorted_lengths, _PADDING_RATIO * max(sorted_lengths[start], _SHORT_ROW),
+                                      side="right")
+            stop = max(start + 1, min(start + int(np.searchsorted(cost, budget, side="right")), int(similar)))
             self.blocks.append(_padded_block(rows, order[start:stop], int(sorted_lengths[stop - 1]), device))
             start = stop
 
