@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recengine.data.histories import Histories
 from recengine.errors import ConfigError
 from recengine.models.topk import PAD_ITEM
 
@@ -247,9 +248,26 @@ def topk_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return items, values
 
 
-def _entries(m: sp.csr_matrix, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    return torch.as_tensor(rows, device=device), torch.as_tensor(m.indices.astype(np.int64), device=device)
+class _Entries:
+    """The stored entries of a CSR matrix on the device, handed out by blocks of rows as (rows, columns)."""
+
+    def __init__(self, m: sp.csr_matrix, device: torch.device):
+        self.indptr = m.indptr
+        self.device_indptr = torch.as_tensor(m.indptr.astype(np.int64), device=device)
+        self.indices = torch.as_tensor(m.indices.astype(np.int64), device=device)
+
+    def block(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        counts = self.device_indptr[start + 1:stop + 1] - self.device_indptr[start:stop]
+        rows = torch.repeat_interleave(torch.arange(stop - start, device=counts.device), counts, output_size=hi - lo)
+        return rows, self.indices[lo:hi]
+
+
+def history_entries(histories: Histories) -> sp.csr_matrix:
+    """Every history's items as a CSR pattern, sharing the histories' arrays (a repeated item is stored twice,
+    which masking does not mind): the seen items, without building and sorting a matrix."""
+    data = np.ones(len(histories.items), dtype=np.float32)
+    return sp.csr_matrix((data, histories.items, histories.indptr), shape=(len(histories), histories.n_items))
 
 
 def rank_blocks(
@@ -265,14 +283,16 @@ def rank_blocks(
     step = block_rows or max(1, block_floats(device) // max(1, n_items))
     items = np.full((n_rows, k), PAD_ITEM, dtype=np.int32)
     scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    excluded = [_Entries(m, device) for m in exclusions]
+    allowed_entries = None if candidates is None else _Entries(candidates, device)
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
         block = score_rows(start, stop).to(torch.float32)
-        for excluded in exclusions:
-            block[_entries(excluded[start:stop], device)] = -torch.inf
-        if candidates is not None:
+        for entries in excluded:
+            block[entries.block(start, stop)] = -torch.inf
+        if allowed_entries is not None:
             allowed = torch.zeros(block.shape, dtype=torch.bool, device=device)
-            allowed[_entries(candidates[start:stop], device)] = True
+            allowed[allowed_entries.block(start, stop)] = True
             block.masked_fill_(~allowed, -torch.inf)
         top_items, top_scores = topk_rows(block, k)
         items[start:stop] = top_items.cpu().numpy()

@@ -186,6 +186,7 @@ class EASE(ItemItemModel):
             weights = self.item_weights_
             dense = weights.toarray() if sp.issparse(weights) else weights
             self._device_weights = cached = torch.as_tensor(dense, dtype=torch.float32, device=device)
-        exclusions = [m for m in (histories.matrix("binary") if exclude_seen else None, exclude) if m is not None]
+        seen = _torch_kernels.history_entries(histories) if exclude_seen else None
+        exclusions = [m for m in (seen, exclude) if m is not None]
         return _torch_kernels.rank_item_weights(self._history_matrix(histories), cached, k, exclusions, candidates,
                                                 device)

@@ -184,7 +184,8 @@ class ImplicitALS(Recommender):
         from recengine.models import _torch_kernels
 
         users = user_vectors(histories, self.user_factors_, self.fold_in)
-        exclusions = [m for m in (histories.matrix("binary") if exclude_seen else None, exclude) if m is not None]
+        seen = _torch_kernels.history_entries(histories) if exclude_seen else None
+        exclusions = [m for m in (seen, exclude) if m is not None]
         return _torch_kernels.rank_factors(users, self.item_factors_, k, exclusions, candidates, device)
 
     def _gram(self) -> np.ndarray:
