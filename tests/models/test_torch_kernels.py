@@ -91,7 +91,7 @@ def test_ease_gram_by_column_blocks_and_a_clear_error_when_not_positive_definite
     monkeypatch.setattr(_torch_kernels, "_CPU_BLOCK_FLOATS", 40 * 7)  # blocks of 7 columns, the last ragged
     np.testing.assert_allclose(_torch_kernels.gram(x, torch.float64, CPU).numpy(), (x.T @ x).toarray())
     with pytest.raises(ConfigError, match="increase l2"):
-        _torch_kernels.ease_weights(x, -1.0, torch.float64, CPU)
+        _torch_kernels.ease_weights(x, -1.0, "float64", CPU)
 
 
 def test_topk_rows_equals_topk_with_ties_masks_nan_and_padding():

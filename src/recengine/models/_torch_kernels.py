@@ -205,9 +205,10 @@ def gram(user_items: sp.csr_matrix, dtype: torch.dtype, device: torch.device) ->
     return out
 
 
-def ease_weights(user_items: sp.csr_matrix, l2: float, dtype: torch.dtype, device: torch.device) -> np.ndarray:
-    """EASE's B = I - P / diag(P), P = (X^T X + l2 I)^-1 by Cholesky, computed in `dtype`: float32 NumPy."""
-    a = gram(user_items, dtype, device)
+def ease_weights(user_items: sp.csr_matrix, l2: float, dtype: str, device: torch.device) -> np.ndarray:
+    """EASE's B = I - P / diag(P), P = (X^T X + l2 I)^-1 by Cholesky, computed in dtype ("float32" or
+    "float64"): float32 NumPy."""
+    a = gram(user_items, getattr(torch, dtype), device)
     a.diagonal().add_(l2)
     factor, info = torch.linalg.cholesky_ex(a)
     del a

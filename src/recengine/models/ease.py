@@ -148,11 +148,9 @@ class EASE(ItemItemModel):
         user_items = sp.csr_matrix(dataset.matrix(self.values), dtype=dtype)
         device = accelerator(self.device)
         if device is not None:
-            import torch
-
             from recengine.models import _torch_kernels
 
-            p = _torch_kernels.ease_weights(user_items, self.l2, getattr(torch, self.dtype), device)
+            p = _torch_kernels.ease_weights(user_items, self.l2, self.dtype, device)
         else:
             p = gram(user_items, dtype)
             p[np.diag_indices_from(p)] += dtype(self.l2)
