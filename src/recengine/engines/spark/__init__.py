@@ -5,6 +5,9 @@ semantics, the same model artifacts), so evaluation and the service never know w
 Needs `pip install 'recengine[spark]'` and Java 17+.
 """
 
+from recengine.engines.spark.data import SparkEvents, read_events
+from recengine.engines.spark.metrics import ranking_metrics
 from recengine.engines.spark.session import spark_session
+from recengine.engines.spark.splits import split
 
-__all__ = ["spark_session"]
+__all__ = ["SparkEvents", "ranking_metrics", "read_events", "spark_session", "split"]
