@@ -13,12 +13,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.stats import rankdata
 
 from recengine.errors import ConfigError, DataError
 
 __all__ = [
-    "RANKING_METRICS", "average_popularity", "catalog_coverage", "gini_index", "hit_matrix", "hit_rate_at_k",
-    "intra_list_diversity", "mae", "map_at_k", "mrr_at_k", "ndcg_at_k", "novelty", "precision_at_k",
+    "RANKING_METRICS", "auc", "average_popularity", "catalog_coverage", "gini_index", "hit_matrix", "hit_rate_at_k",
+    "intra_list_diversity", "log_loss", "mae", "map_at_k", "mrr_at_k", "ndcg_at_k", "novelty", "precision_at_k",
     "rating_errors", "ranking_metrics", "recall_at_k", "rmse",
 ]
 
@@ -265,3 +266,37 @@ def mae(predicted: np.ndarray | sp.spmatrix, actual: np.ndarray | sp.spmatrix) -
 def rating_errors(predicted: np.ndarray | sp.spmatrix, actual: np.ndarray | sp.spmatrix) -> np.ndarray:
     """Per-entry signed errors predicted - actual (for intervals and paired tests on RMSE/MAE)."""
     return _errors(predicted, actual)
+
+
+# ------------------------------------------------------------------------------------------- click models
+def _labelled(labels: np.ndarray, values: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    labels, values = np.asarray(labels, dtype=np.float64).ravel(), np.asarray(values, dtype=np.float64).ravel()
+    if labels.shape != values.shape:
+        raise DataError(f"{len(labels)} labels for {len(values)} {what}")
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise DataError("labels must be 0 or 1")
+    if not np.isfinite(values).all():
+        raise DataError(f"{what} must be finite")
+    return labels, values
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a random positive outscores a random negative, ties
+    counting half (the Mann-Whitney statistic from the ranks of the scores)."""
+    labels, scores = _labelled(labels, scores, "scores")
+    positive = labels == 1.0
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise DataError(f"auc needs positives and negatives, got {n_pos} and {n_neg}")
+    return float((rankdata(scores)[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(labels: np.ndarray, probabilities: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean binary cross-entropy of predicted click probabilities (clipped to [eps, 1 - eps]), natural log."""
+    labels, p = _labelled(labels, probabilities, "probabilities")
+    if len(labels) == 0:
+        raise DataError("log_loss needs at least one labelled prediction")
+    if ((p < 0) | (p > 1)).any():
+        raise DataError("probabilities must lie in [0, 1]; pass sigmoid(logits) for a model's scores")
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
