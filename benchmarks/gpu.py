@@ -144,20 +144,20 @@ def main() -> None:
     for name in args.steps.split(","):
         results[name] = benches[name](data, args)
         print(f"  {name}: {results[name]}", flush=True)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps({"dataset": str(data), "device": args.device, "where": where,
+                                       "args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                      indent=2))
 
     labels = {"ials": f"iALS s/iteration, {args.factors} factors, CG", "ease": "EASE fit, 20k items, s",
               "topk": f"top-{args.k} for all users, seen masked, s"}
     print(f"\n{'measurement':40s} {'CPU path':>9s} {'torch ' + args.device:>11s} {'GPU target':>11s}  agreement")
+    agreement = {"ials": lambda r: f"factors differ by <= {r['max_factor_difference']:.1e}",
+                 "ease": lambda r: f"B differs by <= {r['max_weight_difference']:.1e}",
+                 "topk": lambda r: f"{100 * r['same_items_share']:.2f}% same items"}
     for name, r in results.items():
-        agreement = {"ials": lambda r: f"factors differ by <= {r['max_factor_difference']:.1e}",
-                     "ease": lambda r: f"B differs by <= {r['max_weight_difference']:.1e}",
-                     "topk": lambda r: f"{100 * r['same_items_share']:.2f}% same items"}[name](r)
         print(f"{labels[name]:40s} {r['cpu']:9.3f} {r['torch']:11.3f} {'<= ' + str(TARGETS[name]):>11s}  "
-              f"{agreement}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"dataset": str(data), "device": args.device, "where": where,
-                                   "args": {k: str(v) for k, v in vars(args).items()}, "results": results},
-                                  indent=2))
+              f"{agreement[name](r)}")
 
 
 if __name__ == "__main__":
