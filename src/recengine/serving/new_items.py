@@ -307,14 +307,16 @@ class NewItems:
         return NewItems(self.content, items)
 
     # ----------------------------------------------------------------------------------------- scoring
-    def scores(self, history: Histories, model_row: np.ndarray) -> np.ndarray:
-        """Every new item's score for this history, on the z-scale of the model's row (module docstring)."""
+    def scores(self, history: Histories, model_affine: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Every new item's score for this history, on the model's z-scale (module docstring): model_affine is
+        the (offset, scale) of the user's model scores over the catalogue, as row_affine's zscore gives them
+        (from the scores themselves, or from the moments of a factor model's item vectors)."""
         items, weights = self.content.history_weights(history)
         probes = _weighted_rows(self.content.probes, items, weights)[None, :]
         own = _weighted_rows(self.columns, items, weights)[None, :]
         offset, scale = row_affine(probes, "zscore")
         z = (own - offset) / scale
-        model_offset, model_scale = row_affine(model_row[None, :], "zscore")
+        model_offset, model_scale = model_affine
         return (model_offset + model_scale * NEW_ITEM_WEIGHT * z)[0]
 
     def explain(self, history: Histories, served: int, top: int) -> dict:

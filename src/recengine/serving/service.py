@@ -39,11 +39,14 @@ import scipy.sparse as sp
 
 from recengine.data.histories import Histories
 from recengine.errors import ConfigError, DataError, UnknownIdError
+from recengine.models.hybrid import row_affine
 from recengine.models.rerank import mmr
 from recengine.models.topk import PAD_ITEM, topk
+from recengine.serving.ann import EXACT_BELOW
 from recengine.serving.experiments import DEFAULT_SURFACE, OUTCOME_EVENTS, Assignment, Experiments
 from recengine.serving.impressions import ImpressionWriter
 from recengine.serving.new_items import CatalogueContent, NewItems
+from recengine.serving.retrieval import VectorRetrieval
 from recengine.serving.settings import Settings
 from recengine.store import ModelVersion, Store
 from recengine.store.store import Impression
@@ -112,10 +115,12 @@ class _State:
     """Everything that belongs to one model. A swap builds a new one whole and publishes it by one assignment;
     a request reads self._state once and works on that object throughout."""
 
-    def __init__(self, trained: TrainedModel, source: dict[str, Any]):
+    def __init__(self, trained: TrainedModel, source: dict[str, Any], retrieval: VectorRetrieval | None):
         data = trained.dataset
         self.trained = trained
         self.source = source
+        #: The item index of a factor model over a large catalogue (None: requests score every item).
+        self.retrieval = retrieval
         #: What the impression log records as the policy: the model, and its store version when it has one.
         self.policy = str(trained.info.get("model", "model")) + \
             (f"/v{source['version']}" if source.get("version") is not None else "")
@@ -147,8 +152,12 @@ class _State:
 class Service:
     """The online side of recengine: open with Service.open(settings), or around an open store and a model."""
 
-    def __init__(self, store: Store, trained: TrainedModel, source: dict[str, Any] | None = None):
+    def __init__(self, store: Store, trained: TrainedModel, source: dict[str, Any] | None = None, *,
+                 ann_min_items: int = EXACT_BELOW, ann_search: str = "hnsw"):
+        """ann_min_items, ann_search: when a factor model answers through an item index, and how it searches
+        (Settings)."""
         self.store = store
+        self._ann = {"min_items": ann_min_items, "search": ann_search}
         # Serializes writes (store commit + live update, deletes, swaps), so the live state follows the store's
         # commit order; reads take no lock.
         self._lock = threading.Lock()
@@ -179,7 +188,8 @@ class Service:
                     raise ConfigError(f"{store.url} has no active model version with an artifact; pass a model "
                                       f"directory (--model-dir or RECENGINE_MODEL_DIR) written by `recengine fit`")
                 path, source = version.artifact_path, {"model_dir": version.artifact_path, "version": version.id}
-            return cls(store, TrainedModel.load(Path(path)), source)
+            return cls(store, TrainedModel.load(Path(path)), source, ann_min_items=settings.ann_min_items,
+                       ann_search=settings.ann_search)
         except BaseException:
             store.close()
             raise
@@ -193,8 +203,9 @@ class Service:
     # ------------------------------------------------------------------------------------------ the model
     def swap(self, trained: TrainedModel, source: dict[str, Any] | None = None) -> None:
         """Serve another model from now on. The new state (with live histories re-read from the store) is
-        built whole first; requests already running finish on the old model."""
-        state = _State(trained, dict(source or {}))
+        built whole first, the item index of a factor model over a large catalogue included; requests already
+        running finish on the old model."""
+        state = self._new_state(trained, dict(source or {}))
         with self._lock:
             self._prepare(state)
             self._state = state
@@ -210,12 +221,15 @@ class Service:
         for version in sorted(wanted - set(self._variants)):
             record: ModelVersion = self.store.version(version)
             assert record.artifact_path  # Experiments.create checks that the version has one
-            loaded[version] = _State(TrainedModel.load(Path(record.artifact_path)),
-                                     {"model_dir": record.artifact_path, "version": version})
+            loaded[version] = self._new_state(TrainedModel.load(Path(record.artifact_path)),
+                                              {"model_dir": record.artifact_path, "version": version})
         with self._lock:
             for state in loaded.values():
                 self._prepare(state)
             self._variants = {v: s for v, s in (self._variants | loaded).items() if v in wanted}
+
+    def _new_state(self, trained: TrainedModel, source: dict[str, Any]) -> _State:
+        return _State(trained, source, VectorRetrieval.build(trained.model, **self._ann))
 
     def _refresh_experiments(self) -> None:
         while not self._closing.wait(EXPERIMENT_REFRESH_SECONDS):
@@ -249,6 +263,7 @@ class Service:
         new = state.new
         return {**state.trained.info, "source": state.source, "users": data.n_users, "items": data.n_items,
                 "new_items": 0 if new is None else int(new.active.sum()), "live_users": len(state.live),
+                "retrieval": None if state.retrieval is None else state.retrieval.info(),
                 "categories": sorted(set(state.members) | set({} if new is None else new.members))}
 
     # -------------------------------------------------------------------------------------------- reading
@@ -303,44 +318,34 @@ class Service:
         numba.set_num_threads(1)
         new = state.new
         h = self._history(state, user)
-        if len(h.items):
-            scores, source = np.array(state.trained.model.score(h), dtype=np.float32, copy=True), "model"
-        else:
-            scores, source = self._popularity(state, user, h)
-        if new is not None and len(new):
-            # New items after the model's: one row over every served item, so that all masks below index it.
-            scores = np.concatenate([scores[0], new.scores(h, scores[0]).astype(np.float32)])[None, :]
-        row = scores[0]
+        if diversity > 0 and state.category_matrix is None:
+            raise ConfigError("diversity needs item categories (genres), and this model's data has none")
+        parts = [state.blocked] + ([] if new is None else [new.blocked])
         if exclude_seen:
             live = state.live.get(user)
-            row[h.items if live is None else live.items] = -np.inf
-        row[state.blocked] = -np.inf
-        if new is not None:
-            row[new.blocked] = -np.inf
+            parts.append(h.items if live is None else live.items)
         if exclude:
-            excluded = self._served(state, exclude)
-            row[excluded[excluded >= 0]] = -np.inf
+            served = self._served(state, exclude)
+            parts.append(served[served >= 0])
+        excluded = np.unique(np.concatenate(parts).astype(np.int64))
         allowed, unknown = None, []
         if candidates is not None:
             found = self._served(state, candidates)
             unknown = [str(c) for c, i in zip(candidates, found, strict=True) if i < 0]
-            allowed = found[found >= 0]
+            allowed = np.unique(found[found >= 0])
         if categories:
             members = self._category_items(state, categories)
             allowed = members if allowed is None else np.intersect1d(allowed, members)
-        if allowed is not None:
-            kept = np.full_like(row, -np.inf)
-            kept[allowed] = row[allowed]
-            scores = kept[None, :]
+        # Diversity re-ranks a pool of the best candidates; without it the pool is the slate.
+        pool = max(_MIN_POOL, _POOL_FACTOR * k) if diversity > 0 else k
+        if len(h.items) and state.retrieval is not None:
+            (items, values), source = self._retrieve(state, h, pool, excluded, allowed), "model"
+        else:
+            items, values, source = self._score_all(state, user, h, pool, excluded, allowed)
         if diversity > 0:
-            if state.category_matrix is None:
-                raise ConfigError("diversity needs item categories (genres), and this model's data has none")
             vectors = state.category_matrix if new is None or not len(new) else \
                 sp.vstack([state.content.vectors.categories, new.vectors.categories], format="csr")
-            items, values = topk(scores, max(_MIN_POOL, _POOL_FACTOR * k))
             items, values = mmr(items, values, vectors, k, lambda_=1.0 - diversity)
-        else:
-            items, values = topk(scores, k)
         valid = items[0] != PAD_ITEM
         chosen, chosen_scores = items[0][valid], values[0][valid]
         ids, titles = self._describe(state, chosen)
@@ -348,6 +353,44 @@ class Service:
         shown = [Recommendation(str(i), rank, float(s), title, r.get("reason"), r.get("text"))
                  for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)]
         return Recommendations(user, source, shown, uuid.uuid4().hex, unknown)
+
+    def _score_all(self, state: _State, user: str, h: Histories, k: int, excluded: np.ndarray,
+                   allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
+        """Top-k (1-row items, scores) and the source, by scoring every served item."""
+        new = state.new
+        if len(h.items):
+            scores, source = np.array(state.trained.model.score(h), dtype=np.float32, copy=True), "model"
+        else:
+            scores, source = self._popularity(state, user, h)
+        if new is not None and len(new):
+            # New items after the model's: one row over every served item, so that all masks below index it.
+            scores = np.concatenate([scores[0], new.scores(h, row_affine(scores, "zscore")).astype(np.float32)]
+                                    )[None, :]
+        scores[0, excluded] = -np.inf
+        if allowed is not None:
+            kept = np.full_like(scores, -np.inf)
+            kept[0, allowed] = scores[0, allowed]
+            scores = kept
+        return *topk(scores, k), source
+
+    def _retrieve(self, state: _State, h: Histories, k: int, excluded: np.ndarray, allowed: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (1-row items, scores) of a factor model from its item index, new items scored by content."""
+        retrieval = state.retrieval
+        assert retrieval is not None  # the caller checks
+        query = retrieval.query(h)
+        items, values = retrieval.top(query, k, excluded, allowed)
+        new = state.new
+        if new is not None and len(new):
+            served = new.offset + np.arange(len(new))
+            scores = new.scores(h, retrieval.affine(query)).astype(np.float32)
+            scores[np.isin(served, excluded) | (False if allowed is None else ~np.isin(served, allowed))] = -np.inf
+            items, values = np.concatenate([items, served]), np.concatenate([values, scores])
+        # In served-index order, so that ties fall to the lower index as when every item is scored.
+        order = np.argsort(items, kind="stable")
+        best, scores = topk(values[order][None, :], k)
+        chosen = np.where(best == PAD_ITEM, PAD_ITEM, items[order][np.maximum(best, 0)])
+        return chosen, scores
 
     def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
         """The k items most similar to `item` by the model (deleted items left out). A new item's are the items
