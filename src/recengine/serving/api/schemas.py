@@ -159,6 +159,9 @@ class ModelOut(BaseModel):
     items: int
     live_users: int = Field(description="users whose history changed since training")
     categories: list[str]
+    retrieval: dict[str, Any] | None = Field(None, description="the item index a factor model over a large "
+                                             "catalogue answers through (search, items, dim, ef_search, "
+                                             "build_seconds); null: every item is scored")
 
 
 class HealthOut(BaseModel):
