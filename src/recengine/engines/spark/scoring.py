@@ -51,7 +51,7 @@ def history_table(interactions, ratings: bool = False):
     entries = F.array_sort(F.collect_list(F.struct(*fields)))
     grouped = interactions.groupBy("u").agg(entries.alias("_entries"))
     arrays = [F.col("_entries.i").alias("items"), F.col("_entries.weight").alias("weights"),
-              F.col("_entries.timestamp").cast("long").alias("timestamps")]
+              F.col("_entries.timestamp").cast("array<bigint>").alias("timestamps")]
     if ratings:
         arrays.append(F.col("_entries.rating").alias("ratings"))
     return grouped.select("u", *arrays)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any
 
 from recengine.errors import RecengineError
@@ -34,6 +35,10 @@ def spark_session(
     """
     _require_spark()
     from pyspark.sql import SparkSession
+
+    # Python tasks (recengine's scoring) run in this interpreter, where recengine is installed, unless the
+    # environment names another; pyspark's own default is whatever `python3` is on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     builder = SparkSession.builder.appName(app_name)
     master = master or os.environ.get("RECENGINE_SPARK_MASTER")
