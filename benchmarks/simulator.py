@@ -232,23 +232,27 @@ def main() -> None:
     parser.add_argument("--slates", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=200)
     args = parser.parse_args()
-    out_path = ROOT / "benchmarks" / "results" / "simulator.json"
-    result: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() else {}
-    result["machine"] = f"{platform.processor() or platform.machine()}, python {platform.python_version()}, " \
-                        f"load average {os.getloadavg()[0]:.1f} at the start"
+    result: dict[str, Any] = {}
+    machine = f"{platform.processor() or platform.machine()}, python {platform.python_version()}, " \
+              f"load average {os.getloadavg()[0]:.1f} at the start"
     parts = args.part.split(",")
     if "speed" in parts:
         print("speed")
-        result["speed"] = [speed("ml-latest-small", bundled_movielens(), args.slates),
-                           speed("amazon-beauty", load_s3rec(DATA / "amazon-beauty", name="Beauty"), args.slates)]
+        result["speed"] = {"runs": [speed("ml-latest-small", bundled_movielens(), args.slates),
+                                    speed("amazon-beauty", load_s3rec(DATA / "amazon-beauty", name="Beauty"),
+                                          args.slates)]}
     if "ope" in parts:
         print("off-policy evaluation")
         result["ope"] = ope_study(args.reps, [1_000, 10_000, 100_000], 30)
     if "bandits" in parts:
         print("bandits")
         result["bandits"] = bandit_study(100_000, 3)
+    # Parts run separately share the file: read it as it is now and replace only the parts just measured.
+    out_path = ROOT / "benchmarks" / "results" / "simulator.json"
     out_path.parent.mkdir(exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2))
+    merged = json.loads(out_path.read_text()) if out_path.exists() else {}
+    merged.update({part: value | {"machine": machine} for part, value in result.items()})
+    out_path.write_text(json.dumps(merged, indent=2))
 
 
 if __name__ == "__main__":
