@@ -177,6 +177,7 @@ def test_the_index_follows_the_model_through_swaps(store_url, world):
         assert service.model_info()["retrieval"]["dim"] == 12
         want = wider.recommend(["u3"], 10)["item"].tolist()
         assert [r.item for r in service.recommend("u3", 10).items] == want
+        assert service.recommend("u3", 10, candidates=["nonesuch"]).items == []  # nothing eligible
     finally:
         service.close()
     below = open_service(store_url, ials, ann_min_items=world.n_items + 1)

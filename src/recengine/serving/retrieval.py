@@ -57,7 +57,7 @@ def vector_form(model: Recommender) -> VectorForm | None:
             [user_vectors(h, model.user_factors_, model.fold_in), np.ones((len(h), 1), dtype=np.float32)]))
     embeddings = getattr(model, "item_embeddings", None)
     if callable(embeddings) and callable(getattr(model, "user_embeddings", None)):
-        return VectorForm(np.asarray(embeddings(), dtype=np.float32), model.user_embeddings)  # type: ignore[attr-defined]
+        return VectorForm(np.asarray(embeddings(), dtype=np.float32), model.user_embeddings)
     return None
 
 

@@ -384,12 +384,17 @@ class Service:
         if new is not None and len(new):
             served = new.offset + np.arange(len(new))
             scores = new.scores(h, retrieval.affine(query)).astype(np.float32)
-            scores[np.isin(served, excluded) | (False if allowed is None else ~np.isin(served, allowed))] = -np.inf
+            unwanted = np.isin(served, excluded)
+            if allowed is not None:
+                unwanted |= ~np.isin(served, allowed)
+            scores[unwanted] = -np.inf
             items, values = np.concatenate([items, served]), np.concatenate([values, scores])
         # In served-index order, so that ties fall to the lower index as when every item is scored.
         order = np.argsort(items, kind="stable")
         best, scores = topk(values[order][None, :], k)
-        chosen = np.where(best == PAD_ITEM, PAD_ITEM, items[order][np.maximum(best, 0)])
+        chosen = np.full(best.shape, PAD_ITEM, dtype=np.int64)
+        found = best != PAD_ITEM
+        chosen[found] = items[order][best[found]]
         return chosen, scores
 
     def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
