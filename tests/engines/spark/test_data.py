@@ -35,7 +35,13 @@ def assert_same_dataset(got: Dataset, expected: Dataset) -> None:
 def test_movielens_csv_gives_the_single_node_dataset(spark, tmp_path):
     path = tmp_path / "ratings.csv"
     pd.read_csv(RATINGS, nrows=4000).to_csv(path, index=False)
-    events = read_events(spark, str(path), columns=MOVIELENS)
+    # Small splits: the file is read by several tasks, and its rows must still be numbered in file order.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "20k")
+    try:
+        events = read_events(spark, str(path), columns=MOVIELENS)
+        assert events.frame.rdd.getNumPartitions() > 1
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
     assert (events.read, events.rejected, events.kept) == (4000, 0, 4000)
     assert events.frame.columns == ["user", "item", "timestamp", "weight", "rating", "input_order"]
     assert_same_dataset(events.to_dataset(), load_dataset(path, columns=MOVIELENS))

@@ -1,10 +1,11 @@
 """Events on Spark: Parquet (partitioned folders too), CSV/TSV and JSON lines → the event table.
 
 The event table has one row per event: ``user`` and ``item`` (strings), ``timestamp`` (double, whole seconds since
-the epoch; the input position when the mapping has no timestamp, as in the single-node reader), ``weight`` (double),
-``rating`` (double, null without ratings), ``event_type`` (string, only when the input has event types) and
-``input_order`` (long: the row's place in the input, files in path order and rows in file order). ``input_order`` is
-the tie-break of equal timestamps that the single-node Dataset keeps as its stored order; the splits need it.
+the epoch; when the mapping has no timestamp, ``input_order``: file order stands in for time, as single-node),
+``weight`` (double), ``rating`` (double, null without ratings), ``event_type`` (string, only when the input has
+event types) and ``input_order`` (long: the row's place in the input, files in path order and rows in file order).
+``input_order`` is the tie-break of equal timestamps that the single-node Dataset keeps as its stored order; the
+splits need it.
 
 Rows are validated with the single-node reader's rules (recengine.data.readers) and prepared with prepare_events'
 steps (event weights, rating threshold, duplicate policy, k-core), all as DataFrame expressions and window
