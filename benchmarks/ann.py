@@ -1,5 +1,5 @@
 """ANN retrieval target of the service issue: a synthetic 1M-item catalog, HNSW recall@20 against exact search
-and in-process single-query latency (the HTTP load test is separate).
+and in-process single-query latency (the HTTP load test is benchmarks/service_ann.py).
 
 Item and user vectors are drawn the same way: around 1,000 random cluster centres (tastes/genres) with noise,
 then scaled by a lognormal norm, the spread that popularity gives real factor models' item vectors. Measured:

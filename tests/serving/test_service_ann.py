@@ -129,7 +129,7 @@ def synthetic_ials(n_items: int, n_users: int, dim: int, seed: int = 0) -> Train
 
 @needs_faiss
 def test_hnsw_recall_at_20_against_exact_on_60k_items(store_url):
-    trained = synthetic_ials(60_000, 200, 32)
+    trained = synthetic_ials(60_000, 200, 16)
     service = open_service(store_url, trained)  # the default threshold: 50,000 items
     try:
         info = service.model_info()["retrieval"]
