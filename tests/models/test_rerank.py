@@ -5,7 +5,16 @@ import pytest
 import scipy.sparse as sp
 
 from recengine.errors import ConfigError, DataError
-from recengine.models.rerank import calibrate, category_cap, mmr, novelty_boost
+from recengine.models.rerank import (
+    DPP_JITTER,
+    _candidate_kernel,
+    _unit_rows,
+    calibrate,
+    category_cap,
+    dpp,
+    mmr,
+    novelty_boost,
+)
 
 NEG = -np.inf
 
@@ -39,6 +48,79 @@ def test_mmr_pads_short_lists():
     items = np.array([[2, 0, -1, -1], [-1, -1, -1, -1]])
     scores = np.array([[2.0, 1.0, NEG, NEG], [NEG, NEG, NEG, NEG]])
     out, out_scores = mmr(items, scores, VECTORS, k=3, lambda_=0.5)
+    np.testing.assert_array_equal(out, [[2, 0, -1], [-1, -1, -1]])
+    assert out_scores[0, 1] == 1.0 and np.isneginf(out_scores[0, 2]) and np.isneginf(out_scores[1]).all()
+
+
+def test_dpp_skips_near_duplicate_at_half_theta():
+    items = np.array([[0, 1, 2, 3]])
+    scores = np.array([[1.0, 0.9, 0.5, 0.0]])
+    # After item 0, item 1's conditional variance is ~0.012 (log ~ -4.4): .5*.9 + .5*(-4.4) loses to item 2's
+    # .5*.5 + .5*log(1.001), so the near-duplicate waits.
+    out, out_scores = dpp(items, scores, VECTORS, k=3, theta=0.5)
+    np.testing.assert_array_equal(out, [[0, 2, 3]])
+    np.testing.assert_array_equal(out_scores, [[1.0, 0.5, 0.0]])
+
+
+def _log_det_objective(vectors, relevance, chosen, theta):
+    """theta * sum relevance + (1 - theta) * log det S_Y from an explicitly built kernel."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    kernel = unit[chosen] @ unit[chosen].T + DPP_JITTER * np.eye(len(chosen))
+    sign, log_det = np.linalg.slogdet(kernel)
+    assert sign > 0
+    return theta * relevance[chosen].sum() + (1.0 - theta) * log_det
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.3, 0.7])
+def test_dpp_greedy_matches_brute_force_log_det(theta):
+    rng = np.random.default_rng(1)
+    n, k = 7, 4
+    vectors = rng.normal(size=(n, 3))  # 3 dimensions, 4 picks: the jitter must carry the last step
+    scores = np.sort(rng.random(n))[::-1]
+    relevance = (scores - scores.min()) / (scores.max() - scores.min())
+    out, _ = dpp(np.arange(n)[None, :], scores[None, :], vectors, k=k, theta=theta)
+    picked = list(out[0])
+    assert len(set(picked)) == k
+    for step in range(k):  # each greedy pick maximizes the explicitly computed objective of the extended list
+        before = picked[:step]
+        values = {i: _log_det_objective(vectors, relevance, [*before, i], theta) for i in range(n) if i not in before}
+        assert values[picked[step]] == pytest.approx(max(values.values()), abs=1e-9)
+        if theta > 0:  # no ties (at theta = 0 every first pick has the same volume): the argmax itself agrees
+            assert picked[step] == max(values, key=values.get)
+
+
+def test_dpp_theta_one_keeps_relevance_order_and_sparse_vectors_agree():
+    items = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    scores = np.array([[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]])
+    out, out_scores = dpp(items, scores, VECTORS, k=4, theta=1.0)
+    np.testing.assert_array_equal(out, items)
+    np.testing.assert_array_equal(out_scores, scores)
+    # Just below 1 (a = theta / (2 (1 - theta)) large) the near-duplicates 0 and 1 still keep relevance order.
+    out, _ = dpp(items, scores, VECTORS, k=4, theta=0.99)
+    np.testing.assert_array_equal(out, items)
+    dense = dpp(items, scores, VECTORS, k=4, theta=0.3)
+    sparse = dpp(items, scores, sp.csr_matrix(VECTORS), k=4, theta=0.3)
+    np.testing.assert_array_equal(dense[0], sparse[0])
+
+
+def test_dpp_kernel_is_positive_definite_with_duplicates_and_featureless_items():
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(6, 2))
+    vectors[3] = vectors[1]  # a duplicate
+    vectors[5] = 0.0  # featureless: similar to nothing but itself
+    kernel = _candidate_kernel(_unit_rows(vectors), np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]]))
+    np.testing.assert_allclose(kernel, np.transpose(kernel, (0, 2, 1)))
+    assert np.linalg.eigvalsh(kernel).min() >= DPP_JITTER - 1e-12
+    np.testing.assert_allclose(kernel[0, 5], [0, 0, 0, 0, 0, 1 + DPP_JITTER])
+    # The DPP's L = diag(q) S diag(q) with q = exp(a r) stays positive definite.
+    q = np.exp(2.0 * rng.random(6))
+    assert np.linalg.eigvalsh(q[:, None] * kernel[0] * q[None, :]).min() > 0
+
+
+def test_dpp_pads_short_lists():
+    items = np.array([[2, 0, -1, -1], [-1, -1, -1, -1]])
+    scores = np.array([[2.0, 1.0, NEG, NEG], [NEG, NEG, NEG, NEG]])
+    out, out_scores = dpp(items, scores, VECTORS, k=3, theta=0.0)
     np.testing.assert_array_equal(out, [[2, 0, -1], [-1, -1, -1]])
     assert out_scores[0, 1] == 1.0 and np.isneginf(out_scores[0, 2]) and np.isneginf(out_scores[1]).all()
 
@@ -130,7 +212,7 @@ def test_repeated_candidates_count_once():
     np.testing.assert_array_equal(out, [[0, 2, -1]])
 
 
-@pytest.mark.parametrize("method", ["mmr", "cap", "calibrate", "novelty"])
+@pytest.mark.parametrize("method", ["mmr", "dpp", "cap", "calibrate", "novelty"])
 def test_output_is_a_subset_without_repeats(method):
     rng = np.random.default_rng(0)
     n_users, n_candidates, n_items, k = 30, 12, 40, 8
@@ -142,6 +224,7 @@ def test_output_is_a_subset_without_repeats(method):
     categories = sp.csr_matrix((rng.random((n_items, 5)) < 0.3).astype(np.float32))
     run = {
         "mmr": lambda: mmr(items, scores, rng.random((n_items, 4)), k, 0.4),
+        "dpp": lambda: dpp(items, scores, rng.random((n_items, 4)), k, 0.4),
         "cap": lambda: category_cap(items, scores, categories, k, 1),
         "calibrate": lambda: calibrate(items, scores, categories, rng.random((n_users, 5)), k, 0.5),
         "novelty": lambda: novelty_boost(items, scores, rng.integers(0, 50, n_items), k, 0.7),
@@ -161,6 +244,8 @@ def test_bad_inputs_raise():
     items, scores = np.array([[0, 1]]), np.array([[1.0, 0.5]])
     with pytest.raises(ConfigError):
         mmr(items, scores, VECTORS, k=2, lambda_=1.5)
+    with pytest.raises(ConfigError):
+        dpp(items, scores, VECTORS, k=2, theta=-0.1)
     with pytest.raises(ConfigError):
         category_cap(items, scores, CATEGORIES, k=0)
     with pytest.raises(DataError):
