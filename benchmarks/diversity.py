@@ -6,13 +6,15 @@ intra-list diversity@20, novelty@20 and catalog coverage@20, against the un-rera
 re-ranker is chosen on a validation split carved from the training part (largest diversity gain with at most 5%
 relative NDCG@20 loss) and only then measured on the test split.
 
-All of this is done in three item spaces, each giving both MMR's similarity and the intra-list diversity metric:
+All of this is done in three item spaces, each giving both the similarity that MMR and the DPP re-ranker work
+with and the intra-list diversity metric:
 ``genre`` (the genre one-hots), ``embedding`` (MiniLM embeddings of each item's title, genres and tags; with
 ``--encoder tfidf``, a TF-IDF/LSA stand-in for machines without sentence-transformers) and ``collaborative``
 (L2-normalized iALS item factors, fitted on each split's own training part, so that the validation choices see
 nothing of the test period). The category cap and calibration work on genres and the novelty boost on popularity
-in all three, so only their diversity is measured differently. In the collaborative space MMR is also swept over a
-wider EASE pool (``--wide-pool``, 200 by default) as a line of its own, its setting chosen on validation too.
+in all three, so only their diversity is measured differently. In the collaborative space MMR and the DPP are also
+swept over a wider EASE pool (``--wide-pool``, 200 by default), each as a line of its own, its setting chosen on
+validation too.
 
     .venv/bin/pip install -e '.[bench,text]'
     .venv/bin/python benchmarks/diversity.py                     # bundled copy of ml-latest-small
@@ -61,10 +63,15 @@ METRICS = (*PER_USER, "coverage")
 #: 20 per genre cannot bind on a top-20 list), so every line in the plot starts at the baseline.
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "mmr": ("lambda", tuple(round(1.0 - 0.05 * i, 2) for i in range(21))),
+    # theta's exponent a = theta / (2 (1 - theta)) is steep near 1, and on validation the DPP's lists turn within
+    # 0.7 to 0.9 (found while developing), so the grid is finer there.
+    "dpp": ("theta", (*(round(1.0 - 0.025 * i, 3) for i in range(17)), 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)),
     "category_cap": ("max per genre", (20, 15, 12, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1)),
     "calibrate": ("lambda", tuple(round(0.1 * i, 1) for i in range(11))),
     "novelty_boost": ("weight", (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)),
 }
+#: The re-rankers that read a space's item vectors (the others' lists are the same in every space).
+VECTOR_RERANKERS = ("mmr", "dpp")
 
 
 @dataclass(frozen=True)
@@ -83,13 +90,13 @@ class Candidates:
 
 @dataclass(frozen=True)
 class Space:
-    """Item vectors that MMR's similarity and intra-list diversity are computed over."""
+    """Item vectors that the similarity of MMR and the DPP and intra-list diversity are computed over."""
 
     name: str  # the key in the report
     description: str
     title: str  # the plot panel's
     vectors: np.ndarray | sp.csr_matrix  # (n_items, d)
-    wide_pool: int | None = None  # a larger candidate pool MMR is also swept over in this space
+    wide_pool: int | None = None  # a larger candidate pool MMR and the DPP are also swept over in this space
 
 
 def candidates(data_split: Split, genres: sp.csr_matrix, pool: int, widest: int) -> Candidates:
@@ -110,10 +117,12 @@ def candidates(data_split: Split, genres: sp.csr_matrix, pool: int, widest: int)
 def rerank_top(c: Candidates, name: str, value: float, vectors: np.ndarray | sp.csr_matrix, pool: int,
                ) -> np.ndarray:
     """The top-K items of each user after re-ranker `name` at knob `value` over the best `pool` candidates
-    (MMR's similarity over `vectors`)."""
+    (the similarity of MMR and the DPP over `vectors`)."""
     items, scores = c.items[:, :pool], c.scores[:, :pool]
     if name == "mmr":
         items, _ = rerank.mmr(items, scores, vectors, K, lambda_=value)
+    elif name == "dpp":
+        items, _ = rerank.dpp(items, scores, vectors, K, theta=value)
     elif name == "category_cap":
         items, _ = rerank.category_cap(items, scores, c.genres, K, max_per_category=int(value))
     elif name == "calibrate":
@@ -148,9 +157,9 @@ def summarize(c: Candidates, top: np.ndarray, values: dict[str, np.ndarray]) -> 
 Sweep = tuple[dict[str, Any], list[dict[str, Any]], dict[tuple[str, float], dict]]
 
 
-def wide_line(pool: int) -> str:
-    """The name of the sweep line of MMR over a wider candidate pool."""
-    return f"mmr ({pool} candidates)"
+def wide_line(name: str, pool: int) -> str:
+    """The name of the sweep line of re-ranker `name` over a wider candidate pool."""
+    return f"{name} ({pool} candidates)"
 
 
 def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
@@ -175,20 +184,22 @@ def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
             top: np.ndarray | None = None
             seconds = 0.0
             for space in spaces:
-                # Only MMR reads the space's vectors: the other lists are computed once and measured in each space.
-                if top is None or name == "mmr":
+                # Only MMR and the DPP read the space's vectors: the other lists are computed once and measured
+                # in each space.
+                if top is None or name in VECTOR_RERANKERS:
                     start = time.perf_counter()
                     top = rerank_top(c, name, value, space.vectors, c.pool)
                     seconds = time.perf_counter() - start
                 add(space, name, knob, value, top, seconds, c.pool)
-    knob, values = SWEEPS["mmr"]
-    for space in spaces:
-        if space.wide_pool is not None:
-            for value in values:
-                start = time.perf_counter()
-                top = rerank_top(c, "mmr", value, space.vectors, space.wide_pool)
-                add(space, wide_line(space.wide_pool), knob, value, top, time.perf_counter() - start,
-                    space.wide_pool)
+    for name in VECTOR_RERANKERS:
+        knob, values = SWEEPS[name]
+        for space in spaces:
+            if space.wide_pool is not None:
+                for value in values:
+                    start = time.perf_counter()
+                    top = rerank_top(c, name, value, space.vectors, space.wide_pool)
+                    add(space, wide_line(name, space.wide_pool), knob, value, top, time.perf_counter() - start,
+                        space.wide_pool)
     return out
 
 
@@ -271,7 +282,7 @@ def plot_space(ax: Any, baseline: dict[str, Any], rows: list[dict[str, Any]], ch
         t, color = c["test"]["metrics"], f"C{names.index(c['reranker'])}"
         ax.scatter(t["diversity"]["mean"], t["ndcg"]["mean"], s=110, facecolors="none", linewidths=1.6,
                    edgecolors=color, zorder=4)
-        # Below the point for the wider pool's line, whose chosen point can sit next to plain MMR's.
+        # Below the point for the wider pools' lines, whose chosen points can sit next to the plain lines' ones.
         ax.annotate(f"{c['value']:g}", (t["diversity"]["mean"], t["ndcg"]["mean"]), textcoords="offset points",
                     xytext=(6, 6) if c["reranker"] in SWEEPS else (6, -13), fontsize=8, color=color,
                     fontweight="bold")
@@ -310,7 +321,7 @@ def plot(panels: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str,
     axes[0, 0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.3, 0.01))
     shared = set(axes[0, 0].get_legend_handles_labels()[1])
     for ax in axes[0, 1:]:
-        # A panel with lines of its own (MMR over a wider pool) names just those.
+        # A panel with lines of its own (MMR and the DPP over a wider pool) names just those.
         extra = [(h, label) for h, label in zip(*ax.get_legend_handles_labels(), strict=True) if label not in shared]
         if extra:
             ax.legend(*zip(*extra, strict=True), fontsize=8, loc="lower left")
@@ -350,9 +361,9 @@ def content_spaces(train: Dataset, encoder: str) -> list[Space]:
                          else ("TF-IDF reduced by truncated SVD (LSA)", "TF-IDF/LSA"))
     return [
         Space("genre", "genre one-hot (Dataset.category_matrix)",
-              "genre space: MMR and ILD over genre one-hots", genres),
+              "genre space: MMR, DPP and ILD over genre one-hots", genres),
         Space("embedding", f"{encoded_by}, {embeddings.shape[1]} dimensions, of each item's title, genres and tags",
-              f"embedding space: MMR and ILD over {short} embeddings of title, genres and tags", embeddings),
+              f"embedding space: MMR, DPP and ILD over {short} embeddings of title, genres and tags", embeddings),
     ]
 
 
@@ -363,12 +374,12 @@ def collaborative_space(train: Dataset, wide_pool: int) -> Space:
     factors = create_model("ials").fit(train).item_factors_.astype(np.float64)
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     # Items without training interactions carry only solver residue (norms ~1e-11) that normalizing would blow
-    # up into arbitrary directions; a zero row makes them similar to nothing, in MMR and in ILD alike.
+    # up into arbitrary directions; a zero row makes them similar to nothing, in MMR, the DPP and ILD alike.
     trained = (train.item_popularity() > 0)[:, None]
     unit = np.divide(factors, norms, out=np.zeros_like(factors), where=trained & (norms > 0))
     return Space("collaborative", f"iALS item factors (shipped defaults, {factors.shape[1]} dimensions), rows "
                                   "L2-normalized, fitted on each split's training part",
-                 f"collaborative space: MMR and ILD over iALS item factors (dashed: MMR over the top {wide_pool})",
+                 f"collaborative space: MMR, DPP and ILD over iALS item factors (dashed: over the top {wide_pool})",
                  unit, wide_pool)
 
 
@@ -402,7 +413,7 @@ def space_report(space: Space, results: dict[str, Any], per_user: dict[str, dict
 
 def print_space(space: Space, report: dict[str, Any]) -> None:
     test, target = report["test"], report["target"]
-    print(f"# {space.name} space: MMR similarity and ILD over {space.description}\n")
+    print(f"# {space.name} space: MMR and DPP similarity and ILD over {space.description}\n")
     print(f"## Whole sweep on the test split ({test['users']} users; Δ = relative change vs. no re-ranking)\n")
     print(sweep_table(test["baseline"], test["sweep"]))
     print("\n## Settings chosen on validation (≤ 5% NDCG@20 loss there), measured on test\n")
@@ -421,7 +432,7 @@ def main() -> None:
     parser.add_argument("--data", help="a MovieLens latest-small directory (default: the bundled copy)")
     parser.add_argument("--candidates", type=int, default=100, help="EASE candidates per user to re-rank")
     parser.add_argument("--wide-pool", type=int, default=200,
-                        help="a larger EASE pool MMR is also swept over in the collaborative space")
+                        help="a larger EASE pool MMR and the DPP are also swept over in the collaborative space")
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "tfidf"),
                         help="text encoder of the embedding space (see recengine.data.embeddings)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diversity.json"))
