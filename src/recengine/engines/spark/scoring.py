@@ -9,6 +9,7 @@ the single-node `TrainedModel.recommend` on the same artifact, ties aside.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from recengine.trained import TrainedModel
 #: Schema of the scored lists before the ids are joined back.
 _SCORED = "u int, i int, rank int, score double"
 #: Models loaded from broadcasts, per Python worker (workers are reused between tasks).
-_LOADED: dict[int, tuple[Recommender, Recommender]] = {}
+_LOADED: dict[str, tuple[Recommender, Recommender]] = {}
 
 
 def dataset_interactions(spark, dataset: Dataset):
@@ -69,11 +70,12 @@ def top_k(histories, model: Recommender, fallback: Recommender, users, items, k:
     Interval(int, 1).check("k", k)
     spark = histories.sparkSession
     shipped = spark.sparkContext.broadcast(_saved_files(model, fallback))
+    token = uuid.uuid4().hex  # names this broadcast in the workers' cache
     n_items = model.n_items_
     has_ratings = "ratings" in histories.columns
 
     def score(batches):
-        scorer, backup = _load(shipped)
+        scorer, backup = _load(shipped, token)
         for batch in batches:
             h = _histories(batch, n_items, has_ratings)
             top, scores = scorer.recommend(h, k, exclude_seen=exclude_seen)
@@ -117,9 +119,9 @@ def _saved_files(model: Recommender, fallback: Recommender) -> dict[str, dict[st
     return shipped
 
 
-def _load(shipped) -> tuple[Recommender, Recommender]:
+def _load(shipped, token: str) -> tuple[Recommender, Recommender]:
     """Both models of a broadcast, loaded once per Python worker."""
-    if shipped.id not in _LOADED:
+    if token not in _LOADED:
         with tempfile.TemporaryDirectory() as tmp:
             loaded = []
             for name, files in shipped.value.items():
@@ -128,8 +130,8 @@ def _load(shipped) -> tuple[Recommender, Recommender]:
                 for file, content in files.items():
                     (folder / file).write_bytes(content)
                 loaded.append(Recommender.load(folder))
-        _LOADED[shipped.id] = (loaded[0], loaded[1])
-    return _LOADED[shipped.id]
+        _LOADED[token] = (loaded[0], loaded[1])
+    return _LOADED[token]
 
 
 def _histories(batch: pd.DataFrame, n_items: int, has_ratings: bool) -> Histories:
