@@ -37,6 +37,8 @@ from recengine.serving.ann import ItemIndex
 #: is scored exactly. efSearch grows with the fetch, and HNSW at efSearch 2,048 costs about what a
 #: 50,000-item matmul does.
 MAX_FETCH = 2_048
+#: Item vectors per block while their moments are summed.
+_MOMENT_BLOCK = 65_536
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,17 @@ class VectorRetrieval:
         self.form = form
         self.index = index
         self.build_seconds = build_seconds
-        items = form.items.astype(np.float64)
         #: Mean and covariance of the item vectors: a query's score row has mean q·mean and variance q'Cq,
-        #: which place new items on its z-scale without scoring the catalogue.
-        self._mean = items.mean(axis=0)
-        self._covariance = np.cov(items, rowvar=False, bias=True).reshape(items.shape[1], items.shape[1])
+        #: which place new items on its z-scale without scoring the catalogue. Summed in float64 blocks: a
+        #: float64 copy of a 1M-item catalogue would add a gigabyte at the peak.
+        n_items, dim = form.items.shape
+        total, products = np.zeros(dim), np.zeros((dim, dim))
+        for start in range(0, n_items, _MOMENT_BLOCK):
+            block = form.items[start:start + _MOMENT_BLOCK].astype(np.float64)
+            total += block.sum(axis=0)
+            products += block.T @ block
+        self._mean = total / max(n_items, 1)
+        self._covariance = products / max(n_items, 1) - np.outer(self._mean, self._mean)
 
     @classmethod
     def build(cls, model: Recommender, *, min_items: int, search: str) -> VectorRetrieval | None:
