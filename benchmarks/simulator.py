@@ -5,8 +5,8 @@
     appealing), 500 sessions a day of 20 requests; the policy's own time is measured apart.
 (b) OPE coverage. Rounds are independent requests of MovieLens-calibrated users (drawn by activity; satiation
     off, no new items), each with 10 candidate films: the top 10 unseen films of a 16-factor iALS fitted on the data.
-    The logging policy shows that model's top 3, each slot replaced with probability 0.5 by a uniformly drawn other
-    candidate (exact propensities: 0.5 for the model's item, 0.5 / 7 for any other). Clicks follow the
+    The logging policy shows that model's top 3, or with probability 0.5 a uniformly random slate of 3 of the 10
+    candidates (exact propensities: 0.55 for the model's item at its position, 0.05 for any other). Clicks follow the
     simulator's position model, examination 1 / log2(position + 1). The evaluated policy is a Plackett-Luce
     softmax (temperature 0.5) over the candidates' true logits plus Gaussian noise (sd 1); its true value per
     impression is computed by the simulator on 200k fresh rounds. Context columns: the 4 leading iALS user
@@ -114,11 +114,12 @@ class OffPolicySetting:
     def log(self, n_rounds: int, seed: int) -> tuple[BanditLog, TargetPolicy]:
         rng = np.random.default_rng(seed)
         users = self.rounds(n_rounds, rng)
-        # Logging: the candidate model's top 3, each slot replaced w.p. LOG_EPSILON by one of the other 7.
-        others = np.argsort(rng.random((n_rounds, CANDIDATES - SLOTS)), axis=1)[:, :SLOTS] + SLOTS
-        explore = rng.random((n_rounds, SLOTS)) < LOG_EPSILON
-        slots = np.where(explore, others, np.arange(SLOTS))  # candidate columns
-        propensity = np.where(explore, LOG_EPSILON / (CANDIDATES - SLOTS), 1 - LOG_EPSILON)
+        # Logging: the candidate model's top 3, or w.p. LOG_EPSILON a uniformly random slate of the candidates,
+        # which gives every candidate every position (the support the estimators need).
+        shuffled = np.argsort(rng.random((n_rounds, CANDIDATES)), axis=1)[:, :SLOTS]
+        explore = rng.random(n_rounds) < LOG_EPSILON
+        slots = np.where(explore[:, None], shuffled, np.arange(SLOTS))  # candidate columns
+        propensity = LOG_EPSILON / CANDIDATES + (1 - LOG_EPSILON) * (slots == np.arange(SLOTS))
         items = np.take_along_axis(self.candidates[users], slots, axis=1)
         clicks = rng.random(items.shape) < self.sim.click_probabilities(users, items)
         rounds = np.arange(n_rounds)
