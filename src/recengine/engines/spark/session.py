@@ -44,7 +44,9 @@ def spark_session(
     master = master or os.environ.get("RECENGINE_SPARK_MASTER")
     if master:
         builder = builder.master(master)
-    elif "spark.master" not in (config or {}) and not os.environ.get("SPARK_MASTER"):
+    elif "spark.master" not in (config or {}) and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Under spark-submit the JVM is already running with its --master and hands its gateway over; only a
+        # plain Python process gets the local default.
         builder = builder.master(DEFAULT_MASTER)
     settings = {
         # Few partitions: the default 200 shuffle partitions cost more than they buy below a cluster's scale.
