@@ -18,6 +18,10 @@ FAST = {
     "gmf": {"lr": 2e-2, "epochs": 4, "patience": 0, "fold_in_steps": 5, "n_negatives": 2},
     "mlp": {"lr": 2e-2, "epochs": 8, "patience": 0, "fold_in_steps": 5, "n_negatives": 2},
     "neumf": {"lr": 1e-2, "epochs": 8, "patience": 0, "fold_in_steps": 5},
+    "deepfm": {"lr": 1e-2, "batch_size": 256, "epochs": 10, "patience": 0},
+    "wide-deep": {"lr": 1e-2, "batch_size": 256, "epochs": 10, "patience": 0},
+    "pipeline": {"ranker": {"name": "deepfm", "params": {"lr": 1e-2, "batch_size": 256, "epochs": 10, "patience": 0}},
+                 "n_candidates": 10},
     "multvae": {"hidden": 64, "latent": 16, "lr": 3e-3, "batch_size": 64, "epochs": 40, "patience": 0,
                 "total_anneal_steps": 20},
 }
