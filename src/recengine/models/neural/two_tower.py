@@ -11,8 +11,8 @@ product search (``recengine.serving.ann.ItemIndex``).
   its text embedding (``recengine.data.embeddings``: frozen, through a learned linear projection); concatenated, then
   ``layers`` ReLU layers of width 2 dim and a linear output.
 * User tower: a learned user-id embedding, one embedding per user feature column (each column read as a
-  categorical value, its string form), and the mean of learned embeddings of the latest ``max_history`` items of
-  the history; the same tower shape.
+  categorical value, its string form), and the mean of the item tower's id embeddings over the latest
+  ``max_history`` items of the history (shared, so every target trains them too); the same tower shape.
 
 Training reads every training interaction as an example: the user's id and attributes and the items before it
 predict it. The loss is a softmax over the batch's items (in-batch negatives) at ``temperature``, with the
@@ -23,7 +23,7 @@ that popular items are not pushed down merely for being sampled often. Scores do
 Cold start. With probability ``id_dropout`` a training example drops the user id and attributes (the row
 learns to score from the history alone, as an unseen user is scored) and, when items have categories or
 text, the item id (the tower learns to place an item from its content). Items with no training interaction
-take the shared "unknown" id row, and their history embedding is left out of the pool, so a catalogue item
+take the shared "unknown" id row and are left out of a history's pool, so a catalogue item
 nobody has touched is placed by its content alone; ``embed_items`` does the same for items outside the
 catalogue. A history row whose ``Histories.users`` names a training user scores with that user's id and
 attributes; any other history (a new user, or fresh events) scores from its items alone, without retraining.
