@@ -22,6 +22,7 @@ FAST = {
     "wide-deep": {"lr": 1e-2, "batch_size": 256, "epochs": 10, "patience": 0},
     "pipeline": {"ranker": {"name": "deepfm", "params": {"lr": 1e-2, "batch_size": 256, "epochs": 10, "patience": 0}},
                  "n_candidates": 10},
+    "two-tower": {"dim": 16, "lr": 1e-2, "epochs": 30, "patience": 0, "batch_size": 64, "temperature": 0.1},
     "multvae": {"hidden": 64, "latent": 16, "lr": 3e-3, "batch_size": 64, "epochs": 40, "patience": 0,
                 "total_anneal_steps": 20},
 }
