@@ -75,13 +75,17 @@ class StandaloneCluster:
     def stop(self) -> None:
         for process in reversed(getattr(self, "_processes", [])):
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                _signal_group(process.pid, signal.SIGTERM)
         for process in getattr(self, "_processes", []):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
+            # A worker's executor JVMs share its group and can outlive it by a moment: wait for the whole group.
+            if not _group_gone(process.pid, timeout=30):
+                _signal_group(process.pid, signal.SIGKILL)
+                _group_gone(process.pid, timeout=30)
         self._processes = []
 
     def __enter__(self) -> Self:
@@ -107,6 +111,24 @@ class StandaloneCluster:
                 why = f"{dead[0]} exited" if dead else f"{self.workers} workers not registered in {self.timeout:.0f}s"
                 raise RecengineError(f"the standalone Spark cluster did not start ({why}); logs in {self._logs}")
             time.sleep(0.5)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when no process of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _signal_group(pgid, 0):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _free_port() -> int:
