@@ -15,12 +15,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.errors import ConfigError, NotSupportedError
+from recengine.data.splits import leave_one_out_split
+from recengine.errors import ConfigError, DataError, NotSupportedError
 from recengine.models.base import Interval, Options, Recommender
 
 if TYPE_CHECKING:
     import torch
+
+
+def early_stopping_holdout(name: str, dataset: Dataset, patience: int) -> tuple[Dataset, tuple | None]:
+    """(training data, validation) for early stopping: each user's latest item held out as (query histories,
+    truth items) when `patience` is set, else all of `dataset` and no validation."""
+    if not patience:
+        return dataset, None
+    try:
+        held_out = leave_one_out_split(dataset)
+    except DataError as error:
+        raise DataError(f"{name}: cannot hold out a validation item per user ({error}); set "
+                        f"patience=0 to train for a fixed number of epochs without validation") from error
+    return held_out.train, (held_out.query, held_out.truth.indices.astype(np.int64))
 
 
 def training_module() -> Any:

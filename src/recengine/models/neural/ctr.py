@@ -43,10 +43,10 @@ from scipy.stats import rankdata
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.data.splits import leave_one_out_split
 from recengine.errors import DataError
 from recengine.models._factors import known_rows, similar_items_cosine
 from recengine.models.base import Interval, Options, Recommender
+from recengine.models.neural._base import early_stopping_holdout
 from recengine.models.neural._sequential import training_module
 
 if TYPE_CHECKING:
@@ -431,15 +431,7 @@ class _CTRRanker(Recommender):
         self._check_dataset(dataset)
         training = training_module()
         device = training.resolve_device(self.device)
-        train_data, validation = dataset, None
-        if self.patience:
-            try:
-                held_out = leave_one_out_split(dataset)
-            except DataError as error:
-                raise DataError(f"{self.name}: cannot hold out a validation item per user ({error}); set "
-                                f"patience=0 to train for a fixed number of epochs without validation") from error
-            train_data = held_out.train
-            validation = (held_out.query, held_out.truth.indices.astype(np.int64))
+        train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
         self.n_items_ = dataset.n_items
         self.n_users_ = dataset.n_users
         self._learn_features(dataset)

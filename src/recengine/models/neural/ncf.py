@@ -34,11 +34,9 @@ import numpy as np
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.data.splits import leave_one_out_split
-from recengine.errors import DataError
 from recengine.models._factors import known_rows, similar_items_cosine
 from recengine.models.base import Interval, Options
-from recengine.models.neural._base import NeuralRecommender, training_module
+from recengine.models.neural._base import NeuralRecommender, early_stopping_holdout, training_module
 
 if TYPE_CHECKING:
     import torch
@@ -159,15 +157,7 @@ class _NCF(NeuralRecommender):
         self._check_dataset(dataset)
         training = training_module()
         device = training.resolve_device(self.device)
-        train_data, validation = dataset, None
-        if self.patience:
-            try:
-                held_out = leave_one_out_split(dataset)
-            except DataError as error:
-                raise DataError(f"{self.name}: cannot hold out a validation item per user ({error}); set "
-                                f"patience=0 to train for a fixed number of epochs without validation") from error
-            train_data = held_out.train
-            validation = (held_out.query, held_out.truth.indices.astype(np.int64))
+        train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
         with training.torch_threads():
             net, logs = self._fit_network(train_data, validation, device)
         net.requires_grad_(False)  # from here on only fold-in's user vectors learn

@@ -44,11 +44,11 @@ import scipy.sparse as sp
 from recengine.data.dataset import Dataset
 from recengine.data.embeddings import ENCODERS, resolve_encoder, text_embeddings
 from recengine.data.histories import Histories
-from recengine.data.splits import leave_one_out_split
 from recengine.data.text import item_documents
 from recengine.errors import DataError, NotSupportedError
 from recengine.models._factors import known_rows, similar_items_cosine
 from recengine.models.base import Interval, Options, Recommender
+from recengine.models.neural._base import early_stopping_holdout
 from recengine.models.neural._sequential import training_module
 
 if TYPE_CHECKING:
@@ -253,15 +253,7 @@ class TwoTower(Recommender):
         self._check_dataset(dataset)
         training = training_module()
         device = training.resolve_device(self.device)
-        train_data, validation = dataset, None
-        if self.patience:
-            try:
-                held_out = leave_one_out_split(dataset)
-            except DataError as error:
-                raise DataError(f"{self.name}: cannot hold out a validation item per user ({error}); set "
-                                f"patience=0 to train for a fixed number of epochs without validation") from error
-            train_data = held_out.train
-            validation = (held_out.query, held_out.truth.indices.astype(np.int64))
+        train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
         self.n_items_, self.n_users_ = dataset.n_items, dataset.n_users
         self._read_features(dataset)
         # What the network learned ids for: with validation, an item only ever held out stays content-only.
