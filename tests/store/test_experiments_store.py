@@ -1,8 +1,6 @@
 """Schema version 4 over SQLite and PostgreSQL: experiments round trip, bandit rewards once per impression and the
 counts a bandit's posterior is read from, attribution of posted events, and a version 3 store migrated."""
 
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -12,40 +10,6 @@ import sqlalchemy as sa
 from recengine.errors import ConfigError, UnknownIdError
 from recengine.store import Store, schema
 from recengine.store.store import Impression
-
-POSTGRES_URL = os.environ.get("RECENGINE_TEST_POSTGRES_URL")
-
-
-# The fixtures of tests/store/test_store.py (a module's fixtures are its own under --import-mode=importlib).
-@pytest.fixture(scope="module")
-def postgres_database():
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL store tests are off: set RECENGINE_TEST_POSTGRES_URL (.ci/run sets it)")
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"recengine_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield sa.make_url(POSTGRES_URL).set(database=name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        opened = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    else:
-        database = request.getfixturevalue("postgres_database")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        engine = sa.create_engine(database)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-        engine.dispose()
-        opened = Store.open(database.update_query_dict({"options": f"-csearch_path={name}"})
-                            .render_as_string(hide_password=False))
-    yield opened
-    opened.close()
 
 
 def test_experiments_round_trip(store):
