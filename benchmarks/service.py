@@ -199,25 +199,21 @@ def recommendations_path(user: str) -> str:
     return f"/v1/users/{user}/recommendations?k={K}"
 
 
-async def latency(pool: Pool, server: Server, users: list[str], rate: float, seconds: float, unknown: float,
-                  seed: int) -> dict[str, Any]:
-    """The open-loop run: n = rate × seconds requests, request i due at start + i / rate."""
-    rng = np.random.default_rng(seed)
-    n = int(rate * seconds)
-    chosen = rng.choice(users, n)
-    cold = rng.random(n) < unknown
+async def open_loop(pool: Pool, server: Server, paths: list[str], rate: float, k: int) -> dict[str, Any]:
+    """GET paths[i] due at start + i / rate, latency measured from the due time (queueing is not hidden by a
+    slowed-down client); an error is a non-200, a transport failure or fewer than k items."""
+    n = len(paths)
     latencies: list[float] = [0.0] * n
     failures: list[str] = []
 
     async def one(i: int, due: float) -> None:
-        user = f"new-{seed}-{i}" if cold[i] else str(chosen[i])
         try:
-            status, body = await pool.request("GET", recommendations_path(user))
+            status, body = await pool.request("GET", paths[i])
             latencies[i] = time.perf_counter() - due
             if status != 200:
                 failures.append(f"{status}: {body[:200]!r}")
-            elif len(json.loads(body)["items"]) != K:
-                failures.append(f"{user}: {len(json.loads(body)['items'])} items")
+            elif len(json.loads(body)["items"]) != k:
+                failures.append(f"{paths[i]}: {len(json.loads(body)['items'])} items")
         except (OSError, asyncio.IncompleteReadError) as error:
             latencies[i] = time.perf_counter() - due
             failures.append(f"{type(error).__name__}: {error}")
@@ -233,11 +229,22 @@ async def latency(pool: Pool, server: Server, users: list[str], rate: float, sec
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    return {"requests": n, "rate": rate, "seconds": seconds, "answered_rate": n / elapsed,
-            "unknown_users": int(cold.sum()), "errors": len(failures), "first_errors": failures[:5],
-            **percentiles(latencies), "connections_opened": pool.opened - opened,
+    return {"requests": n, "rate": rate, "seconds": n / rate, "answered_rate": n / elapsed,
+            "errors": len(failures), "first_errors": failures[:5], **percentiles(latencies),
+            "connections_opened": pool.opened - opened,
             "server_cpu_ms_per_request": (server.cpu_seconds() - cpu_before) / n * 1000,
             "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0]}
+
+
+async def latency(pool: Pool, server: Server, users: list[str], rate: float, seconds: float, unknown: float,
+                  seed: int) -> dict[str, Any]:
+    """The open-loop run: n = rate × seconds requests for random users, a share `unknown` of them new."""
+    rng = np.random.default_rng(seed)
+    n = int(rate * seconds)
+    chosen = rng.choice(users, n)
+    cold = rng.random(n) < unknown
+    paths = [recommendations_path(f"new-{seed}-{i}" if cold[i] else str(chosen[i])) for i in range(n)]
+    return {**await open_loop(pool, server, paths, rate, K), "seconds": seconds, "unknown_users": int(cold.sum())}
 
 
 async def visible(pool: Pool, users: list[str], n: int, seed: int) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from service import HOST, Pool, Server, free_port, percentiles
+from service import HOST, Pool, Server, free_port, open_loop
 
 from recengine.data.dataset import Dataset
 from recengine.data.vocab import Vocabulary
@@ -119,40 +119,9 @@ def path(user: str) -> str:
 
 async def load(pool: Pool, server: Server, users: list[str], rate: float, seconds: float, seed: int
                ) -> dict[str, Any]:
-    """Open loop: request i due at start + i / rate; an error is a non-200, a transport failure or < K items."""
-    rng = np.random.default_rng(seed)
-    n = int(rate * seconds)
-    chosen = rng.choice(users, n)
-    latencies = [0.0] * n
-    failures: list[str] = []
-
-    async def one(i: int, due: float) -> None:
-        try:
-            status, body = await pool.request("GET", path(str(chosen[i])))
-            latencies[i] = time.perf_counter() - due
-            if status != 200:
-                failures.append(f"{status}: {body[:200]!r}")
-            elif len(json.loads(body)["items"]) != K:
-                failures.append(f"{chosen[i]}: {len(json.loads(body)['items'])} items")
-        except (OSError, asyncio.IncompleteReadError) as error:
-            latencies[i] = time.perf_counter() - due
-            failures.append(f"{type(error).__name__}: {error}")
-
-    load_before, cpu_before = os.getloadavg()[0], server.cpu_seconds()
-    tasks = []
-    begin = time.perf_counter() + 0.05
-    for i in range(n):
-        due = begin + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - begin
-    return {"requests": n, "rate": rate, "seconds": seconds, "answered_rate": n / elapsed,
-            "errors": len(failures), "first_errors": failures[:5], **percentiles(latencies),
-            "server_cpu_ms_per_request": (server.cpu_seconds() - cpu_before) / n * 1000,
-            "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}
+    """Open loop (service.open_loop) over n = rate × seconds requests for random training users."""
+    chosen = np.random.default_rng(seed).choice(users, int(rate * seconds))
+    return {**await open_loop(pool, server, [path(str(user)) for user in chosen], rate, K), "seconds": seconds}
 
 
 async def answers(pool: Pool, users: list[str]) -> dict[str, list[str]]:
