@@ -160,17 +160,19 @@ class Simulator:
         return log, self.target(x, rounds, seed)
 
 
-def ope_study(reps: int, sizes: list[int], size_reps: int) -> dict[str, Any]:
-    sim = Simulator()
-    truth = sim.true_value()
+def ope_study(setting: Any, slots: int, reps: int, sizes: list[int], size_reps: int, title: str,
+              plot: Path) -> dict[str, Any]:
+    """Interval coverage over `reps` logs of 10,000 impressions, and the median relative error against log size.
+    `setting` has true_value() and log(rounds, seed) -> (BanditLog, TargetPolicy); `slots` items per slate."""
+    truth = setting.true_value()
     print(f"  true value per impression: {truth:.5f}")
     covered = {name: 0 for name in ESTIMATORS}
     widths: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
     start = time.perf_counter()
     for rep in range(reps):
-        log, target = sim.log(10_000 // len(POSITIONS), seed=rep)
+        log, target = setting.log(10_000 // slots, seed=rep)
         for name, e in evaluate(log, target, seed=rep).items():
-            value = truth * len(POSITIONS) if name == "iips" else truth  # iips is the slate's total
+            value = truth * slots if name == "iips" else truth  # iips is the slate's total
             covered[name] += e.ci_low <= value <= e.ci_high
             widths[name].append(e.ci_high - e.ci_low)
     print(f"  coverage: {reps} repetitions in {time.perf_counter() - start:.0f}s")
@@ -178,9 +180,9 @@ def ope_study(reps: int, sizes: list[int], size_reps: int) -> dict[str, Any]:
     for n in sizes:
         start = time.perf_counter()
         for rep in range(size_reps):
-            log, target = sim.log(n // len(POSITIONS), seed=10_000 + rep)
+            log, target = setting.log(n // slots, seed=10_000 + rep)
             for name, e in evaluate(log, target, seed=rep).items():
-                value = truth * len(POSITIONS) if name == "iips" else truth
+                value = truth * slots if name == "iips" else truth
                 errors[name][n].append(abs(e.estimate - value) / value)
         print(f"  {n:,} impressions: {size_reps} repetitions in {time.perf_counter() - start:.0f}s")
     medians = {name: {n: float(np.median(v)) for n, v in per.items()} for name, per in errors.items()}
@@ -193,10 +195,10 @@ def ope_study(reps: int, sizes: list[int], size_reps: int) -> dict[str, Any]:
     ax.axhline(0.05, color="grey", ls=":", lw=1)
     ax.set_xlabel("logged impressions")
     ax.set_ylabel("median relative error")
-    ax.set_title(f"OPE error, uniform logging of 3-item slates, {size_reps} logs per size")
+    ax.set_title(f"{title}, {size_reps} logs per size")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "ope_error.png", dpi=120)
+    fig.savefig(plot, dpi=120)
     plt.close(fig)
     return {"truth": truth, "reps": reps, "impressions": 10_000,
             "coverage": {name: covered[name] / reps for name in ESTIMATORS},
@@ -287,7 +289,8 @@ def main() -> None:
     print("contextual bandits")
     result["contextual"] = contextual_study(config["contextual_rounds"], config["seeds"])
     print("off-policy evaluation")
-    result["ope"] = ope_study(config["ope_reps"], config["sizes"], config["size_reps"])
+    result["ope"] = ope_study(Simulator(), len(POSITIONS), config["ope_reps"], config["sizes"], config["size_reps"],
+                              "OPE error, uniform logging of 3-item slates", ROOT / "docs" / "ope_error.png")
     print("open bandit")
     result["open_bandit"] = open_bandit_study()
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)

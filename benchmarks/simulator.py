@@ -33,12 +33,13 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from online import ope_study  # benchmarks/online.py: the same study, other ground truth
 
 from recengine.data.movielens import bundled_movielens
 from recengine.data.sequences import load_s3rec
 from recengine.models.ials import ImplicitALS
 from recengine.online.bandits import UCB1, BetaThompson, EpsilonGreedy, Policy
-from recengine.online.ope import ESTIMATORS, BanditLog, TargetPolicy, evaluate, softmax_target
+from recengine.online.ope import BanditLog, TargetPolicy, softmax_target
 from recengine.online.simulator import UserSimulator
 
 matplotlib.use("Agg")  # headless: the plots are only written to files
@@ -135,51 +136,6 @@ class OffPolicySetting:
         return log, target
 
 
-def ope_study(reps: int, sizes: list[int], size_reps: int) -> dict[str, Any]:
-    setting = OffPolicySetting()
-    truth = setting.true_value()
-    print(f"  true value per impression: {truth:.5f}")
-    covered = {name: 0 for name in ESTIMATORS}
-    widths: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
-    start = time.perf_counter()
-    for rep in range(reps):
-        log, target = setting.log(10_000 // SLOTS, seed=rep)
-        for name, e in evaluate(log, target, seed=rep).items():
-            value = truth * SLOTS if name == "iips" else truth
-            covered[name] += e.ci_low <= value <= e.ci_high
-            widths[name].append(e.ci_high - e.ci_low)
-    print(f"  coverage: {reps} repetitions in {time.perf_counter() - start:.0f} s")
-    errors: dict[str, dict[int, list[float]]] = {name: {n: [] for n in sizes} for name in ESTIMATORS}
-    for n in sizes:
-        start = time.perf_counter()
-        for rep in range(size_reps):
-            log, target = setting.log(n // SLOTS, seed=10_000 + rep)
-            for name, e in evaluate(log, target, seed=rep).items():
-                value = truth * SLOTS if name == "iips" else truth
-                errors[name][n].append(abs(e.estimate - value) / value)
-        print(f"  {n:,} impressions: {size_reps} repetitions in {time.perf_counter() - start:.0f} s")
-    medians = {name: {n: float(np.median(v)) for n, v in per.items()} for name, per in errors.items()}
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name in ESTIMATORS:
-        if name != "iips":
-            ax.plot(sizes, [medians[name][n] for n in sizes], marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.axhline(0.05, color="grey", ls=":", lw=1)
-    ax.set_xlabel("logged impressions")
-    ax.set_ylabel("median relative error")
-    ax.set_title(f"OPE in the MovieLens-calibrated simulator, {size_reps} logs per size")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "simulator_ope_error.png", dpi=120)
-    plt.close(fig)
-    return {"truth": truth, "reps": reps, "impressions": 10_000,
-            "coverage": {name: covered[name] / reps for name in ESTIMATORS},
-            "mean_ci_width": {name: float(np.mean(w)) for name, w in widths.items()},
-            "median_relative_error": {name: {str(n): v for n, v in m.items()} for name, m in medians.items()},
-            "size_reps": size_reps}
-
-
 # ----------------------------------------------------------------------------------------------- bandits
 def bandit_study(rounds: int, seeds: int) -> dict[str, Any]:
     data = bundled_movielens()
@@ -244,7 +200,9 @@ def main() -> None:
                                           args.slates)]}
     if "ope" in parts:
         print("off-policy evaluation")
-        result["ope"] = ope_study(args.reps, [1_000, 10_000, 100_000], 30)
+        result["ope"] = ope_study(OffPolicySetting(), SLOTS, args.reps, [1_000, 10_000, 100_000], 30,
+                                  "OPE in the MovieLens-calibrated simulator",
+                                  ROOT / "docs" / "simulator_ope_error.png")
     if "bandits" in parts:
         print("bandits")
         result["bandits"] = bandit_study(100_000, 3)
