@@ -9,6 +9,7 @@ from typing import Any
 import recengine
 from recengine.data.dataset import Dataset
 from recengine.engines.spark.als import SparkBiasedMF, SparkImplicitALS
+from recengine.engines.spark.block_als import SparkBlockALS
 from recengine.engines.spark.ids import indexed_events, spark_vocabulary, vocabulary_table
 from recengine.engines.spark.itemknn import SparkItemKNN
 from recengine.engines.spark.metrics import ranking_metrics
@@ -18,8 +19,9 @@ from recengine.errors import ConfigError
 from recengine.models.popular import MostPopular
 from recengine.trained import TrainedModel
 
-#: The models `--engine spark` trains, by the registry name of the artifact each one writes.
-TRAINERS = {"ials": SparkImplicitALS, "biased-mf": SparkBiasedMF, "itemknn": SparkItemKNN}
+#: The models `--engine spark` trains, by the registry name of the artifact each one writes; ials-cg writes the
+#: ials artifact too, solved by recengine's CG kernel in Spark tasks instead of MLlib's ALS.
+TRAINERS = {"ials": SparkImplicitALS, "ials-cg": SparkBlockALS, "biased-mf": SparkBiasedMF, "itemknn": SparkItemKNN}
 
 
 def create_trainer(name: str, **params: Any):
