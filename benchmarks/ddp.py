@@ -6,7 +6,9 @@ every epoch (the target: 2 processes within 2% of 1). In 2 processes every mini-
 workers and their gradients averaged, so a step sees the same batch as in one. Wall time includes starting the
 workers; on a 2-core machine no speed-up is expected.
 
-    python benchmarks/ddp.py --epochs 3
+    python benchmarks/ddp.py --epochs 3 [--checkpoint-dir DIR]
+
+Wall time counts only this invocation's epochs when a run resumed from --checkpoint-dir.
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--nproc", default="1,2", help="process counts to compare, the first the reference")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "ddp.json"))
+    parser.add_argument("--checkpoint-dir", help="checkpoint each run's epochs under DIR/nprocN and continue from "
+                        "there when rerun (a resumed run gives the weights of an uninterrupted one)")
     args = parser.parse_args()
     train = split(load_s3rec(DATA / "amazon-beauty"), "loo").train
     # patience = epochs: validation after every epoch, never stopping early, so both runs train alike.
     params = {"epochs": args.epochs, "patience": args.epochs, "device": args.device, "verbose": False}
     rows = []
     for nproc in (int(n) for n in args.nproc.split(",")):
+        if args.checkpoint_dir:
+            params.update(checkpoint_dir=str(Path(args.checkpoint_dir) / f"nproc{nproc}"), resume=True)
         start = time.perf_counter()
         if nproc == 1:
             model = SASRec(**params).fit(train)
