@@ -4,12 +4,18 @@ The simulator is calibrated on MovieLens latest-small (position-based clicks, sa
 over 56 days). A behaviour policy — a Plackett-Luce softmax (temperature 0.05) over a 32-factor iALS fitted on
 the data — logs `--log-days` days of sessions (300 a day, up to 30 requests of 10 items; after a slate without a
 click the user leaves with probability 0.2), with its softmax probability of every shown item as propensity.
-Supervised SASRec is trained on next-click over the data plus the logged clicks; REINFORCE fine-tunes a copy of
-it on the logged clicks with the top-K correction (K = 10), capped weights (10) and discounted session returns.
-Each policy then serves its top 10 in `--eval-days` fresh simulated days (the same seed, the same start) and the
-clicks per session are compared, with 95% t-intervals over sessions.
+Supervised SASRec is trained on next-click over the data plus the logged clicks (early stopping on its own
+leave-one-out NDCG@10). REINFORCE fine-tunes a copy of it on every logged slate — clicked and ignored items, each
+with its discounted session return minus its position's mean — with the top-K correction (K = 10) and capped
+weights (10).
 
-    .venv/bin/python benchmarks/rl.py                  # --log-days 4 --eval-days 3 --epochs 30 --rl-epochs 5
+Choices are made on validation days, never on the evaluation days: the same simulated users with another random
+seed (other sessions, other clicks). There each policy's Plackett-Luce temperature is picked from TEMPERATURES,
+and REINFORCE's learning rate and epochs from LEARNING_RATES x EPOCHS (served sampled at SASRec's temperature).
+Each policy then serves `--eval-days` fresh simulated days (the same seed, the same start), both its top 10 and
+sampled from its softmax, and the clicks per session are compared, with 95% t-intervals over sessions.
+
+    .venv/bin/python benchmarks/rl.py          # --log-days 3 --eval-days 2 --validation-days 1 --epochs 20 --patience 3
 
 Writes benchmarks/results/rl.json and prints a markdown table.
 """
@@ -17,6 +23,7 @@ Writes benchmarks/results/rl.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -33,6 +40,11 @@ from recengine.online.simulator import RecommenderPolicy, Scorer, UserSimulator,
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONS, LENGTH, K, LEAVE = 300, 30, 10, 0.2
+BEHAVIOUR_TEMPERATURE = 0.05
+TEMPERATURES = (0.1, 0.2, 0.4)  # SASRec's logits span about -4 to 5: 1.0 would be nearly uniform over 9,724 films
+LEARNING_RATES = (1e-3, 3e-3)
+EPOCHS = (1, 3)
+VALIDATION_SEED_OFFSET = 1000
 
 
 def interval(values: np.ndarray) -> dict[str, float]:
@@ -41,66 +53,104 @@ def interval(values: np.ndarray) -> dict[str, float]:
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "sessions": len(values)}
 
 
-def serve(sim: UserSimulator, model: Scorer, histories, days: int, exploration: str = "greedy",
-          temperature: float = 1.0):
+def serve(sim: UserSimulator, model: Scorer, histories, days: int, temperature: float | None = None):
+    """Run `days` from day 0: the model's top K (temperature None) or a Plackett-Luce sample of its softmax."""
     sim.reset()
-    policy = RecommenderPolicy(model, histories, exploration=exploration, temperature=temperature, seed=1)
+    policy = RecommenderPolicy(model, histories, exploration="greedy" if temperature is None else "softmax",
+                               temperature=temperature or 1.0, seed=1)
     return sim.run(policy, days=days, sessions=SESSIONS, session_length=LENGTH, k=K, leave_probability=LEAVE,
                    on_release=policy.release, observe=policy.observe)
 
 
+def summary(run) -> dict[str, float]:
+    first_row = np.unique(run.request, return_index=True)[1]
+    steps = np.unique(run.session[first_row], return_counts=True)[1]  # requests per session
+    return {**interval(run.clicks_per_session()), "mean_steps": float(steps.mean()), "ctr": float(run.click.mean())}
+
+
+def best_temperature(validation: UserSimulator, model: Scorer, histories, days: int) -> tuple[float, dict]:
+    scores = {t: float(serve(validation, model, histories, days, t).clicks_per_session().mean())
+              for t in TEMPERATURES}
+    return max(scores, key=scores.get), scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--log-days", type=int, default=4)
-    parser.add_argument("--eval-days", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30, help="supervised SASRec epochs")
-    parser.add_argument("--rl-epochs", type=int, default=5)
+    parser.add_argument("--log-days", type=int, default=3)
+    parser.add_argument("--eval-days", type=int, default=2)
+    parser.add_argument("--validation-days", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=20, help="supervised SASRec's most epochs")
+    parser.add_argument("--patience", type=int, default=3, help="supervised SASRec's early stopping")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = bundled_movielens()
     histories = data.histories()
     sim = UserSimulator(seed=args.seed).fit(data)
+    # The same ground truth with other random draws: the validation days.
+    validation = copy.deepcopy(sim)
+    validation.seed = args.seed + VALIDATION_SEED_OFFSET
     behaviour = ImplicitALS(factors=32, random_state=args.seed + 1).fit(data)
     timings = {}
     start = time.perf_counter()
-    log = serve(sim, behaviour, histories, args.log_days, exploration="softmax", temperature=0.05)
+    log = serve(sim, behaviour, histories, args.log_days, BEHAVIOUR_TEMPERATURE)
     timings["logging_s"] = time.perf_counter() - start
     print(f"logged {len(np.unique(log.request)):,} slates, {int(log.click.sum()):,} clicks "
           f"({timings['logging_s']:.0f} s)")
     start = time.perf_counter()
-    supervised = SASRec(hidden=64, blocks=2, max_len=50, dropout=0.2, epochs=args.epochs, patience=0, device="cpu",
-                        random_state=args.seed).fit(impressions_dataset(data, log))
+    supervised = SASRec(hidden=64, blocks=2, max_len=50, dropout=0.2, epochs=args.epochs, patience=args.patience,
+                        device="cpu", random_state=args.seed, verbose=False).fit(impressions_dataset(data, log))
     timings["sasrec_s"] = time.perf_counter() - start
+    print(f"SASRec {timings['sasrec_s']:.0f} s, best epoch {supervised.best_epoch_} of "
+          f"{len(supervised.training_loss_)}, validation NDCG@10 {max(supervised.validation_ndcg_):.4f}")
     trajectories = Trajectories.from_impressions(log, histories, max_len=50, gamma=0.9)
     start = time.perf_counter()
-    reinforce = TopKReinforce(k=K, weight_cap=10.0, epochs=args.rl_epochs, random_state=args.seed).fit(
-        trajectories, supervised)
-    timings["reinforce_s"] = time.perf_counter() - start
-    print(f"SASRec {timings['sasrec_s']:.0f} s, REINFORCE {timings['reinforce_s']:.0f} s on "
-          f"{len(trajectories):,} actions (losses {', '.join(f'{x:.3f}' for x in reinforce.losses_)})")
-    policies = {"behaviour (iALS softmax, T = 0.05)": (behaviour, "softmax"), "iALS top-10": (behaviour, "greedy"),
-                "SASRec (supervised, next click) top-10": (supervised, "greedy"),
-                "top-K off-policy REINFORCE top-10": (reinforce, "greedy")}
+    sasrec_t, sasrec_validation = best_temperature(validation, supervised, histories, args.validation_days)
+    print(f"SASRec temperature {sasrec_t} (validation clicks/session {sasrec_validation})")
+    candidates = {}
+    for lr in LEARNING_RATES:
+        for epochs in EPOCHS:
+            tuned = TopKReinforce(k=K, weight_cap=10.0, lr=lr, epochs=epochs, random_state=args.seed).fit(
+                trajectories, supervised)
+            value = float(serve(validation, tuned, histories, args.validation_days, sasrec_t).clicks_per_session()
+                          .mean())
+            candidates[(lr, epochs)] = (value, tuned)
+            print(f"  REINFORCE lr {lr:g}, {epochs} epochs: validation {value:.2f} clicks/session "
+                  f"(losses {', '.join(f'{x:.4f}' for x in tuned.losses_)})")
+    (lr, epochs), (_, reinforce) = max(candidates.items(), key=lambda item: item[1][0])
+    reinforce_t, reinforce_validation = best_temperature(validation, reinforce, histories, args.validation_days)
+    timings["selection_s"] = time.perf_counter() - start
+    print(f"chose lr {lr:g}, {epochs} epochs, temperature {reinforce_t} ({reinforce_validation}); selection "
+          f"{timings['selection_s']:.0f} s")
+    policies = {"behaviour: iALS softmax (T = 0.05)": (behaviour, BEHAVIOUR_TEMPERATURE),
+                "iALS top-10": (behaviour, None),
+                "SASRec (supervised, next click) top-10": (supervised, None),
+                f"SASRec (supervised) sampled, T = {sasrec_t}": (supervised, sasrec_t),
+                "top-K off-policy REINFORCE top-10": (reinforce, None),
+                f"top-K off-policy REINFORCE sampled, T = {reinforce_t}": (reinforce, reinforce_t)}
     results = {}
-    for name, (model, exploration) in policies.items():
+    for name, (model, temperature) in policies.items():
         start = time.perf_counter()
-        run = serve(sim, model, histories, args.eval_days, exploration=exploration, temperature=0.05)
-        clicks = run.clicks_per_session()
-        first_row = np.unique(run.request, return_index=True)[1]
-        steps = np.unique(run.session[first_row], return_counts=True)[1]  # requests per session
-        results[name] = {**interval(clicks), "mean_steps": float(steps.mean()),
-                         "ctr": float(run.click.mean()), "seconds": time.perf_counter() - start}
+        results[name] = summary(serve(sim, model, histories, args.eval_days, temperature))
+        results[name]["seconds"] = time.perf_counter() - start
         r = results[name]
         print(f"  {name}: {r['mean']:.2f} clicks/session ({r['ci_low']:.2f}-{r['ci_high']:.2f}), "
               f"{r['mean_steps']:.1f} steps ({r['seconds']:.0f} s)")
     out = {"config": vars(args) | {"sessions_per_day": SESSIONS, "session_length": LENGTH, "k": K,
-                                   "leave_probability": LEAVE},
+                                   "leave_probability": LEAVE, "temperatures": TEMPERATURES,
+                                   "learning_rates": LEARNING_RATES, "rl_epochs": EPOCHS},
            "machine": f"{platform.processor() or platform.machine()}, python {platform.python_version()}",
-           "logged_slates": int(len(np.unique(log.request))), "logged_clicks": int(log.click.sum()),
-           "actions": len(trajectories), "losses": reinforce.losses_, "timings": timings, "results": results}
+           "logged_slates": len(trajectories), "logged_clicks": int(log.click.sum()),
+           "sasrec": {"best_epoch": supervised.best_epoch_, "epochs_run": len(supervised.training_loss_),
+                      "validation_ndcg": supervised.validation_ndcg_},
+           "selection": {"sasrec_temperature": sasrec_t, "sasrec_validation": sasrec_validation,
+                         "reinforce": [{"lr": c[0], "epochs": c[1], "validation": v[0], "losses": v[1].losses_}
+                                       for c, v in candidates.items()],
+                         "chosen": {"lr": lr, "epochs": epochs, "temperature": reinforce_t},
+                         "reinforce_validation": reinforce_validation},
+           "baseline": reinforce.baseline_.tolist(), "timings": timings, "results": results}
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
     (ROOT / "benchmarks" / "results" / "rl.json").write_text(json.dumps(out, indent=2))
-    print("\n| policy | clicks per session (95% CI) | steps per session | CTR |\n|---|---:|---:|---:|")
+    print("\n| policy | clicks per session (95% CI) | requests per session | CTR |\n|---|---:|---:|---:|")
     for name, r in results.items():
         print(f"| {name} | {r['mean']:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f}) | {r['mean_steps']:.1f} | "
               f"{r['ctr']:.3f} |")
