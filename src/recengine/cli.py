@@ -317,16 +317,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> None:
     from recengine.data.splits import validation_split
-    from recengine.evaluation.tuning import tune
+    from recengine.evaluation.tuning import default_study_name, redact_url, tune
 
     data = load_input(args)
     split = as_split(data, args.protocol, args.seed)
     validation = validation_split(split, random_state=args.seed)
     console.print(f"tuning {args.model} on a validation split carved from the training data "
                   f"({validation.n_users:,} users), {args.trials} trials"
-                  + (f", {args.budget:.0f}s budget" if args.budget else ""))
+                  + (f", {args.budget:.0f}s budget" if args.budget else "")
+                  + (f", {args.workers} workers" if args.workers > 1 else ""))
+    if args.storage:
+        console.print(f"study {args.study or default_study_name(args.model, args.metric)!r} in "
+                      f"{redact_url(args.storage)}: "
+                      "the same command on another machine joins it", highlight=False)
     result = tune(args.model, validation, metric=args.metric, n_trials=args.trials, timeout=args.budget,
-                  random_state=args.seed)
+                  random_state=args.seed, storage=args.storage, study_name=args.study, n_workers=args.workers)
     console.print(f"best validation {result.metric} = {result.best_value:.4f} after {len(result.trials)} trials "
                   f"in {result.seconds:.0f}s")
     out.print_json(data=result.best_params)
@@ -758,6 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="ndcg@20")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--budget", type=float, help="time budget in seconds")
+    p.add_argument("--storage", help="SQLAlchemy URL of a database holding the study, shared by every worker "
+                                     "and machine (postgresql+psycopg://USER:PASSWORD@HOST/DB, sqlite:///FILE)")
+    p.add_argument("--study", help="study name in --storage (default MODEL-METRIC); --trials is its total")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (needs --storage)")
     p.add_argument("--out", help="JSON file for the best parameters")
     p.set_defaults(run=cmd_tune)
 
