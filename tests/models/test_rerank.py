@@ -12,6 +12,7 @@ from recengine.models.rerank import (
     calibrate,
     category_cap,
     dpp,
+    max_sum,
     mmr,
     novelty_boost,
 )
@@ -42,6 +43,57 @@ def test_mmr_lambda_one_keeps_relevance_order_and_sparse_vectors_agree():
     dense = mmr(items, scores, VECTORS, k=4, lambda_=0.3)
     sparse = mmr(items, scores, sp.csr_matrix(VECTORS), k=4, lambda_=0.3)
     np.testing.assert_array_equal(dense[0], sparse[0])
+
+
+# Five items on a circle: 1 duplicates 0, 3 is opposite 0, 2 and 4 are at right angles to both.
+CIRCLE = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+CIRCLE_SCORES = np.array([[1.0, 0.9, 0.8, 0.6, 0.0]])  # already min-max scaled
+
+
+def test_max_sum_picks_by_mean_distance_where_mmr_uses_the_closest_item():
+    items = np.arange(5)[None, :]
+    # Step 1, distances to {0} are 0, 1, 2, 1: .5 * relevance + .5 * distance is .45, .9, 1.3, .5 -> item 3.
+    # Step 2, mean distances to {0, 3} are all 1 (item 1 is at 0 from item 0 but 2 from item 3): .95, .9, .5 -> 1.
+    out, out_scores = max_sum(items, CIRCLE_SCORES, CIRCLE, k=3, lambda_=0.5, order="greedy")
+    np.testing.assert_array_equal(out, [[0, 3, 1]])
+    np.testing.assert_array_equal(out_scores, [[1.0, 0.6, 0.9]])
+    out, out_scores = max_sum(items, CIRCLE_SCORES, CIRCLE, k=3, lambda_=0.5)  # the same set, by relevance
+    np.testing.assert_array_equal(out, [[0, 1, 3]])
+    np.testing.assert_array_equal(out_scores, [[1.0, 0.9, 0.6]])
+    # MMR at step 2 penalizes item 1's similarity 1 to item 0: .45 - .5, against item 2's .4 - 0 -> item 2.
+    out, _ = mmr(items, CIRCLE_SCORES, CIRCLE, k=3, lambda_=0.5, order="greedy")
+    np.testing.assert_array_equal(out, [[0, 3, 2]])
+    out, _ = mmr(items, CIRCLE_SCORES, CIRCLE, k=3, lambda_=0.5)
+    np.testing.assert_array_equal(out, [[0, 2, 3]])
+
+
+def test_max_sum_lambda_extremes_and_sparse_vectors_agree():
+    items = np.array([[3, 0, 4, 1, 2]])  # the input order is not the relevance order
+    scores = np.array([[0.6, 1.0, 0.0, 0.9, 0.8]])
+    for order in ("relevance", "greedy"):
+        out, out_scores = max_sum(items, scores, CIRCLE, k=5, lambda_=0.0, order=order)
+        np.testing.assert_array_equal(out, [[0, 1, 2, 3, 4]])
+        np.testing.assert_array_equal(out_scores, [[1.0, 0.9, 0.8, 0.6, 0.0]])
+    # lambda_ = 1: the most relevant first, then distance alone: 3 (at 2 from item 0), then a three-way tie at
+    # mean distance 1 (items 4, 1 and 2) that goes to 4, the first of them in the input.
+    out, _ = max_sum(items, scores, CIRCLE, k=3, lambda_=1.0, order="greedy")
+    np.testing.assert_array_equal(out, [[0, 3, 4]])
+    dense = max_sum(items, scores, CIRCLE, k=4, lambda_=0.4)
+    sparse = max_sum(items, scores, sp.csr_matrix(CIRCLE), k=4, lambda_=0.4)
+    np.testing.assert_array_equal(dense[0], sparse[0])
+
+
+def test_relevance_order_sorts_the_greedy_set_by_score_with_stable_ties():
+    items = np.array([[0, 2, 3, 1, -1]])
+    scores = np.array([[1.0, 0.5, 0.5, 0.9, NEG]])
+    # All four valid candidates are picked, in a diversity-driven order that differs from the scores'.
+    for rerank, picked in ((mmr, [0, 3, 2, 1]), (dpp, [0, 2, 1, 3])):
+        greedy, _ = rerank(items, scores, CIRCLE, k=5, order="greedy")
+        np.testing.assert_array_equal(greedy, [[*picked, -1]])
+        ranked, ranked_scores = rerank(items, scores, CIRCLE, k=5)
+        # By score; the tie between items 2 and 3 (0.5 each) goes to 2, first in the input; padding stays last.
+        np.testing.assert_array_equal(ranked, [[0, 1, 2, 3, -1]])
+        np.testing.assert_array_equal(ranked_scores, [[1.0, 0.9, 0.5, 0.5, NEG]])
 
 
 def test_mmr_pads_short_lists():
@@ -78,7 +130,7 @@ def test_dpp_greedy_matches_brute_force_log_det(theta):
     vectors = rng.normal(size=(n, 3))  # 3 dimensions, 4 picks: the jitter must carry the last step
     scores = np.sort(rng.random(n))[::-1]
     relevance = (scores - scores.min()) / (scores.max() - scores.min())
-    out, _ = dpp(np.arange(n)[None, :], scores[None, :], vectors, k=k, theta=theta)
+    out, _ = dpp(np.arange(n)[None, :], scores[None, :], vectors, k=k, theta=theta, order="greedy")
     picked = list(out[0])
     assert len(set(picked)) == k
     for step in range(k):  # each greedy pick maximizes the explicitly computed objective of the extended list
@@ -212,7 +264,7 @@ def test_repeated_candidates_count_once():
     np.testing.assert_array_equal(out, [[0, 2, -1]])
 
 
-@pytest.mark.parametrize("method", ["mmr", "dpp", "cap", "calibrate", "novelty"])
+@pytest.mark.parametrize("method", ["mmr", "max_sum", "dpp", "cap", "calibrate", "novelty"])
 def test_output_is_a_subset_without_repeats(method):
     rng = np.random.default_rng(0)
     n_users, n_candidates, n_items, k = 30, 12, 40, 8
@@ -224,6 +276,7 @@ def test_output_is_a_subset_without_repeats(method):
     categories = sp.csr_matrix((rng.random((n_items, 5)) < 0.3).astype(np.float32))
     run = {
         "mmr": lambda: mmr(items, scores, rng.random((n_items, 4)), k, 0.4),
+        "max_sum": lambda: max_sum(items, scores, rng.random((n_items, 4)), k, 0.6, order="greedy"),
         "dpp": lambda: dpp(items, scores, rng.random((n_items, 4)), k, 0.4),
         "cap": lambda: category_cap(items, scores, categories, k, 1),
         "calibrate": lambda: calibrate(items, scores, categories, rng.random((n_users, 5)), k, 0.5),
@@ -246,6 +299,10 @@ def test_bad_inputs_raise():
         mmr(items, scores, VECTORS, k=2, lambda_=1.5)
     with pytest.raises(ConfigError):
         dpp(items, scores, VECTORS, k=2, theta=-0.1)
+    with pytest.raises(ConfigError):
+        max_sum(items, scores, VECTORS, k=2, lambda_=-0.5)
+    with pytest.raises(ConfigError, match="order"):
+        mmr(items, scores, VECTORS, k=2, order="random")
     with pytest.raises(ConfigError):
         category_cap(items, scores, CATEGORIES, k=0)
     with pytest.raises(DataError):

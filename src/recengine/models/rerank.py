@@ -6,6 +6,11 @@ padded with -1 / -inf. The returned scores are the ORIGINAL relevance scores of 
 re-ranking objective), so downstream code can still read them as the model's confidence. Results are
 deterministic: ties go to the candidate that came first in the input. Repeated candidates in a row count once.
 
+The greedy set re-rankers (MMR, MaxSum, DPP) choose the set step by step; ``order="relevance"`` (their default)
+then lists the chosen items by relevance, ``order="greedy"`` in the order they were picked. The set, and so any
+set measure such as intra-list diversity, is the same either way; position-weighted accuracy (NDCG) is higher in
+relevance order, since the diverse low-relevance picks sink to the tail instead of taking middle slots.
+
 Where relevance is mixed with another term, it is first min-max scaled to [0, 1] per user, because raw model
 scores have arbitrary scales (EASE scores are not probabilities) and the knob should mean the same for every model.
 """
@@ -28,7 +33,10 @@ DPP_JITTER = 1e-3
 #: Upper bound on the elements of the per-batch work arrays (users x candidates x features).
 _BATCH_ELEMENTS = 4_000_000
 
-__all__ = ["calibrate", "category_cap", "dpp", "mmr", "novelty_boost"]
+#: The list orders of the greedy set re-rankers (see the module docstring).
+ORDERS = ("relevance", "greedy")
+
+__all__ = ["ORDERS", "calibrate", "category_cap", "dpp", "max_sum", "mmr", "novelty_boost"]
 
 
 # ---------------------------------------------------------------- shared plumbing
@@ -88,6 +96,24 @@ def _picks_by_order(objective: np.ndarray, valid: np.ndarray, k: int) -> np.ndar
     return picks
 
 
+def _ordered(picks: np.ndarray, scores: np.ndarray, order: str) -> np.ndarray:
+    """The greedy picks ((n_users, k) positions into the candidates, -1 last) in the requested list order: as
+    picked, or by original score (ties: the candidate first in the input)."""
+    if order == "greedy":
+        return picks
+    chosen = picks >= 0
+    relevance = np.where(chosen, np.take_along_axis(scores, np.where(chosen, picks, 0), axis=1), -np.inf)
+    # lexsort's last key is the primary one: score descending, then input position, the padding last.
+    by_relevance = np.lexsort((np.where(chosen, picks, np.iinfo(np.int64).max), -relevance, ~chosen), axis=1)
+    return np.take_along_axis(picks, by_relevance, axis=1)
+
+
+def _check_order(order: str) -> str:
+    if order not in ORDERS:
+        raise ConfigError(f"order must be one of {', '.join(map(repr, ORDERS))}; got {order!r}")
+    return order
+
+
 def _batches(n_users: int, per_user: int):
     size = max(1, _BATCH_ELEMENTS // max(1, per_user))
     for start in range(0, n_users, size):
@@ -129,13 +155,16 @@ def _similarity_to(unit, candidates: np.ndarray, chosen: np.ndarray) -> np.ndarr
 
 def mmr(
     items: np.ndarray, scores: np.ndarray, item_vectors: np.ndarray | sp.spmatrix, k: int, lambda_: float = 0.5,
+    order: str = "relevance",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximal marginal relevance: greedily pick argmax lambda_ * relevance - (1 - lambda_) * max cosine
     similarity to the items already picked. lambda_ = 1 keeps the relevance order; smaller is more diverse.
 
     Relevance is min-max scaled to [0, 1] per user; item_vectors is (n_items, d), dense or sparse (e.g. a
-    category matrix). Returns (items, original scores), (n_users, k)."""
+    category matrix). order: "relevance" or "greedy" (see the module docstring). Returns (items, original
+    scores), (n_users, k)."""
     lambda_ = _check_trade_off(lambda_)
+    order = _check_order(order)
     unit = _unit_rows(item_vectors)
     safe, raw, valid = _prepare(items, scores, k, unit.shape[0])
     n_users, n_candidates = safe.shape
@@ -158,7 +187,51 @@ def mmr(
             if lambda_ < 1.0 and step + 1 < k:
                 similarity = _similarity_to(unit, candidates, candidates[rows, position])
                 penalty = similarity if step == 0 else np.maximum(penalty, similarity)
-    return _output(items, scores, picks)
+    return _output(items, scores, _ordered(picks, raw, order))
+
+
+# ---------------------------------------------------------------- MaxSum
+
+
+def max_sum(
+    items: np.ndarray, scores: np.ndarray, item_vectors: np.ndarray | sp.spmatrix, k: int, lambda_: float = 0.5,
+    order: str = "relevance",
+) -> tuple[np.ndarray, np.ndarray]:
+    """MaxSum diversification (Gollapudi & Sharma, WWW 2009), greedily: start from the most relevant candidate,
+    then pick argmax (1 - lambda_) * relevance + lambda_ * mean cosine distance to the items already picked.
+
+    Where MMR penalizes the largest similarity to any one picked item, the mean distance is each candidate's
+    contribution to intra-list diversity (the mean pairwise distance of the list), so the greedy climbs the
+    measure itself. lambda_ = 0 keeps the relevance order; larger is more diverse. Distances are 1 - cosine,
+    so a featureless (all-zero) item is at distance 1 from everything, as in intra-list diversity. Relevance is
+    min-max scaled to [0, 1] per user; item_vectors is (n_items, d), dense or sparse. order: "relevance" or
+    "greedy" (see the module docstring). Returns (items, original scores), (n_users, k)."""
+    lambda_ = _check_trade_off(lambda_)
+    order = _check_order(order)
+    unit = _unit_rows(item_vectors)
+    safe, raw, valid = _prepare(items, scores, k, unit.shape[0])
+    n_users, n_candidates = safe.shape
+    picks = np.full((n_users, k), -1, dtype=np.int64)
+    width = unit.shape[1] if not sp.issparse(unit) else 1 + unit.nnz // max(1, unit.shape[0])
+    for batch in _batches(n_users, n_candidates * width):
+        relevance = _scaled_relevance(raw[batch], valid[batch])
+        available = valid[batch].copy()
+        candidates = safe[batch]
+        rows = np.arange(len(candidates))
+        similarity_sum = np.zeros(candidates.shape)  # each candidate's summed similarity to the picked items
+        for step in range(min(k, n_candidates)):
+            # Nothing picked yet, no distance to weigh: the first pick is the most relevant candidate.
+            gain = relevance if step == 0 else (1.0 - lambda_) * relevance + lambda_ * (1.0 - similarity_sum / step)
+            objective = np.where(available, gain, -np.inf)
+            position = np.argmax(objective, axis=1)
+            found = available[rows, position]
+            if not found.any():
+                break
+            picks[batch][found, step] = position[found]
+            available[rows[found], position[found]] = False
+            if lambda_ > 0.0 and step + 1 < k:
+                similarity_sum += _similarity_to(unit, candidates, candidates[rows, position])
+    return _output(items, scores, _ordered(picks, raw, order))
 
 
 # ---------------------------------------------------------------- DPP
@@ -178,6 +251,7 @@ def _candidate_kernel(unit, candidates: np.ndarray) -> np.ndarray:
 
 def dpp(
     items: np.ndarray, scores: np.ndarray, item_vectors: np.ndarray | sp.spmatrix, k: int, theta: float = 0.5,
+    order: str = "relevance",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Determinantal point process re-ranking by greedy MAP inference (Chen, Zhang & Zhou, NeurIPS 2018): greedily
     add the candidate that most increases theta * (sum of relevance) + (1 - theta) * log det S_Y, where S_Y is the
@@ -189,8 +263,10 @@ def dpp(
     counts. theta = 1 keeps the relevance order; smaller is more diverse, 0 maximizes the volume alone. Relevance
     is min-max scaled to [0, 1] per user; item_vectors is (n_items, d), dense or sparse. The gains come from an
     incremental Cholesky factorization (the paper's Algorithm 1), O(k C) work per user and step besides the
-    kernel. Returns (items, original scores), (n_users, k)."""
+    kernel. order: "relevance" or "greedy" (see the module docstring). Returns (items, original scores),
+    (n_users, k)."""
     theta = _check_trade_off(theta, "theta")
+    order = _check_order(order)
     unit = _unit_rows(item_vectors)
     safe, raw, valid = _prepare(items, scores, k, unit.shape[0])
     n_users, n_candidates = safe.shape
@@ -224,7 +300,7 @@ def dpp(
                 # The kernel's smallest eigenvalue, at least DPP_JITTER, bounds every conditional variance from
                 # below; clipping there only removes round-off.
                 variance = np.maximum(variance - entry**2, DPP_JITTER)
-    return _output(items, scores, picks)
+    return _output(items, scores, _ordered(picks, raw, order))
 
 
 # ---------------------------------------------------------------- category cap
