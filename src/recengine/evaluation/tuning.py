@@ -111,9 +111,9 @@ def tune(
         raise ConfigError(f"{n_workers} workers need a storage they share: give storage (--storage URL), e.g. "
                           "sqlite:///tuning.db on one machine or postgresql+psycopg://USER:PASSWORD@HOST/DB")
     fixed = dict(fixed_params or {})
+    ks = _ks_for(metric)
     direction = "minimize" if lower_is_better(metric) else "maximize"
-    job = _Job(model_name, split, metric, _ks_for(metric), fixed, random_state,
-               None if timeout is None else time.time() + timeout)
+    job = _Job(model_name, split, metric, ks, fixed, random_state, None if timeout is None else time.time() + timeout)
     name = study_name or default_study_name(model_name, metric)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = open_storage(storage)
