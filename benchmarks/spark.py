@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import ml20m_like  # noqa: E402
 
 from recengine.data.dataset import Dataset  # noqa: E402
+from recengine.errors import RecengineError  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "spark.json"
 QUICK_RESULTS = Path("/tmp/recengine-spark-quick.json")
@@ -213,10 +214,13 @@ def scaling(args: argparse.Namespace) -> dict:
 
     runs = {}
     for workers in args.workers:
-        with StandaloneCluster(workers=workers, cores=1, memory=args.executor_memory) as cluster:
-            for multiple in args.multiples:
-                run = run_child("spark", args, master=cluster.master_url, scale=args.base_scale * multiple)
-                runs[f"{workers}-workers-{multiple}x"] = run and {"workers": workers, "multiple": multiple, **run}
+        try:
+            with StandaloneCluster(workers=workers, cores=1, memory=args.executor_memory) as cluster:
+                for multiple in args.multiples:
+                    run = run_child("spark", args, master=cluster.master_url, scale=args.base_scale * multiple)
+                    runs[f"{workers}-workers-{multiple}x"] = run and {"workers": workers, "multiple": multiple, **run}
+        except RecengineError as error:  # the other cluster size may still start
+            print(f"  {workers} workers: {error}", flush=True)
     return {"machine": machine(), "base_scale": args.base_scale, "factors": args.factors,
             "iterations": args.iterations, "k": args.k, "worker": f"1 core, {args.executor_memory}", "runs": runs}
 
@@ -256,15 +260,12 @@ def main() -> None:
     # A stopped run still stops its standalone cluster (the `with` below), whose processes lead their own groups.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = json.loads(output.read_text()) if output.is_file() else {}
-    if "equivalence" in parts:
-        results["equivalence"] = run_child("equivalence", args)
-    if "speed" in parts:
-        results["speed"] = speed(args)
-    if "scaling" in parts:
-        results["scaling"] = scaling(args)
-    if parts != ["estimate"]:
+    measure = {"equivalence": lambda: run_child("equivalence", args), "speed": lambda: speed(args),
+               "scaling": lambda: scaling(args)}
+    for part in (p for p in measure if p in parts):
+        results[part] = measure[part]()
         output.parent.mkdir(exist_ok=True)
-        output.write_text(json.dumps(results, indent=2))
+        output.write_text(json.dumps(results, indent=2))  # after each part: a later failure keeps it
     report(results)
     if results.get("scaling"):
         estimate(results["scaling"])
