@@ -4,6 +4,7 @@ registry, API keys, bad input, migrations, and (SQLite) that acknowledged events
 import hashlib
 import signal
 import subprocess
+import threading
 import sys
 
 import numpy as np
@@ -286,3 +287,26 @@ def test_a_snapshot_of_mixed_feedback_leaves_partial_columns_out_and_says_so(sto
     assert snap.rating is None and snap.event is None and snap.n_interactions == 21
     assert "1 of 21 events have no rating" in caplog.text
     assert snap.weight[snap.timestamp == 1][0] == 3.0
+
+
+def test_a_sqlite_write_that_reads_first_waits_for_another_writer_instead_of_failing(tmp_path):
+    # Deleting a user reads their id, then writes. Begun deferred, that transaction failed at once with
+    # "database is locked" when another connection (the service's impression writer) committed in between.
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with Store.open(url) as first, Store.open(url) as second:
+        first.add_events(event_frame(50))
+        committed = threading.Event()
+
+        def other_writer() -> None:
+            second.add_events(event_frame(10, seed=1))
+            committed.set()
+
+        with first._writing() as conn:
+            before = conn.execute(sa.select(sa.func.count()).select_from(schema.events)).scalar_one()
+            writer = threading.Thread(target=other_writer)
+            writer.start()
+            assert not committed.wait(0.3)  # it waits for this transaction's lock, within the busy timeout
+            conn.execute(schema.events.delete())
+        writer.join(10)
+        assert committed.is_set() and before == 50
+        assert len(first.events()) == 10

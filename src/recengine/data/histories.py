@@ -142,7 +142,10 @@ class Histories:
                 data = np.zeros(len(self.items), dtype=np.float32)
                 data[len(keys) - 1 - last] = 1.0
             data = data * self.recency(half_life)
-        m = sp.csr_matrix((data, (rows, self.items)), shape=(len(self), self.n_items), dtype=np.float32)
+        # Already grouped by row: built as CSR directly, not through COO (a serving request's whole history
+        # matrix is this one call). Copied: sum_duplicates sorts and compacts the arrays in place.
+        m = sp.csr_matrix((data.astype(np.float32, copy=False), self.items, self.indptr),
+                          shape=(len(self), self.n_items), copy=True)
         m.sum_duplicates()
         if values == "binary" and not half_life:
             m.data[:] = 1.0

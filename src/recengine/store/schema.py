@@ -228,6 +228,11 @@ def migrate(engine: Engine, url: str) -> None:
         conn.execute(schema_version.update().values(version=latest_version()))
 
 
+#: The connection execution option that marks a write transaction (Store._writing): on SQLite it begins
+#: IMMEDIATE, taking the write lock up front.
+WRITE_TRANSACTION = "recengine_write"
+
+
 def configure_sqlite(engine: Engine) -> None:
     """WAL, foreign keys, a busy timeout, and transactions that SQLAlchemy (not the sqlite3 module) begins.
 
@@ -250,4 +255,4 @@ def configure_sqlite(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_TRANSACTION) else "BEGIN")

@@ -47,6 +47,10 @@ _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 #: Ids per IN (...) query: under SQLite's and PostgreSQL's limits on bound parameters.
 _CHUNK = 5_000
 _KEY_PREFIX = "rk_"
+#: Every request's key check, as text: half the CPU of the same select built per call (its cache key and
+#: coercions), and a revoked key is refused on the next request, whichever process revoked it.
+_VERIFY_KEY = sa.text("SELECT scopes FROM api_keys WHERE key_hash = :key_hash AND revoked_at IS NULL"
+                      ).columns(schema.api_keys.c.scopes)
 #: Columns of impressions(): one row per shown item.
 IMPRESSION_COLUMNS = ("request_id", "user", "created_at", "policy", "experiment", "variant", "variant_propensity",
                       "position", "item", "score", "propensity")
@@ -161,7 +165,7 @@ class Store:
         columns = _check_events(frame)
         if not len(frame):
             return 0
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             user_codes, user_ids = pd.factorize(frame["user"].astype(str))
             item_codes, item_ids = pd.factorize(frame["item"].astype(str))
             values: dict[str, np.ndarray | pd.Series] = {
@@ -206,7 +210,7 @@ class Store:
         if not shown:
             return 0
         head, slate = schema.impressions, schema.impression_items
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             created = [_bind_value(conn, head.c.created_at, i.created_at) for i in shown]
             _executemany_rows(conn, head.name, {
                 "request_id": np.asarray([i.request_id for i in shown], dtype=object),
@@ -302,7 +306,7 @@ class Store:
         """Record an experiment (a name not used before; ConfigError otherwise)."""
         now = _now()
         try:
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 conn.execute(schema.experiments.insert().values(
                     name=name, surface=surface, definition=definition, starts_at=starts_at, stops_at=stops_at,
                     created_at=now, updated_at=now))
@@ -319,7 +323,7 @@ class Store:
             changes["definition"] = definition
         if stops_at is not None:
             changes["stops_at"] = stops_at
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             if conn.execute(t.update().where(t.c.name == name).values(**changes)).rowcount == 0:
                 raise UnknownIdError(f"no experiment named {name!r}; experiments() lists them")
         return self.experiment(name)
@@ -357,7 +361,7 @@ class Store:
         """Record (request_id, experiment, variant) rewards; returns those that are new (an impression is
         rewarded once however many outcomes it has)."""
         t = schema.bandit_rewards
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             seen = set(conn.execute(sa.select(t.c.request_id).where(
                 t.c.request_id.in_(sorted({r for r, _, _ in rewards})))).scalars())
             fresh = {r: (r, e, v) for r, e, v in rewards if r not in seen}
@@ -421,7 +425,7 @@ class Store:
         try:
             return self.delete_user(user)
         except UnknownIdError:
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 self._forget_impressions(conn, str(user))
                 self._record_deletion(conn, str(user))
             return 0
@@ -505,7 +509,7 @@ class Store:
                                metrics: dict[str, Any] | None = None) -> ModelVersion:
         """Record a model version as training; set_status moves it on once it is trained."""
         now = _now()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             version_id = conn.execute(schema.model_versions.insert().values(
                 name=name, params=params, metrics=metrics, artifact_path=artifact_path, status="training",
                 created_at=now, updated_at=now).returning(schema.model_versions.c.id)).scalar_one()
@@ -519,7 +523,7 @@ class Store:
         mv = schema.model_versions
         if status not in MODEL_STATUSES:
             raise ConfigError(f"unknown model status {status!r}; use one of {', '.join(MODEL_STATUSES)}")
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             current = conn.execute(sa.select(mv.c.status).where(mv.c.id == version_id)).scalar_one_or_none()
             if current is None:
                 raise UnknownIdError(f"no model version {version_id}; versions() lists them")
@@ -566,7 +570,7 @@ class Store:
         if isinstance(scopes, str) or not scopes or not all(isinstance(s, str) and s for s in scopes):
             raise ConfigError(f"scopes must be a non-empty list of names, e.g. ['read'], got {scopes!r}")
         key = _KEY_PREFIX + secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(schema.api_keys.insert().values(
                 name=name, scopes=list(scopes), key_hash=_hash_key(key), prefix=key[:len(_KEY_PREFIX) + 6],
                 created_at=_now()))
@@ -574,15 +578,13 @@ class Store:
 
     def verify_api_key(self, key: str) -> list[str] | None:
         """The scopes of a valid, unrevoked key; None for any other string."""
-        k = schema.api_keys
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(k.c.scopes).where(k.c.key_hash == _hash_key(key),
-                                                            k.c.revoked_at.is_(None))).scalar_one_or_none()
+            return conn.execute(_VERIFY_KEY, {"key_hash": _hash_key(key)}).scalar_one_or_none()
 
     def revoke_api_key(self, key_id: int) -> None:
         """Revoke a key by its id (see api_keys()); verify_api_key refuses it from then on."""
         k = schema.api_keys
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             result = conn.execute(k.update().where(k.c.id == key_id, k.c.revoked_at.is_(None))
                                   .values(revoked_at=_now()))
             if result.rowcount == 0 and conn.execute(sa.select(k.c.id).where(k.c.id == key_id)).first() is None:
@@ -597,6 +599,14 @@ class Store:
         return pd.DataFrame(rows, columns=["id", "name", "scopes", "prefix", "created_at", "revoked_at"])
 
     # ------------------------------------------------------------------------------------------ internals
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE): a deferred one that
+        reads before it writes fails at once with "database is locked" when another connection (the impression
+        writer) commits in between, where waiting at BEGIN honours the busy timeout."""
+        with self.engine.connect().execution_options(**{schema.WRITE_TRANSACTION: True}) as conn, conn.begin():
+            yield conn
+
     def _ensure(self, conn: Connection, table: sa.Table, external_ids: np.ndarray) -> np.ndarray:
         """The internal ids of these external ids (distinct), creating the rows that do not exist yet. Through
         the driver: SQLAlchemy's per-row parameter handling took a third of a bulk load's time."""
@@ -627,13 +637,13 @@ class Store:
         statement = statement.on_conflict_do_update(
             index_elements=["external_id"],
             set_={name: statement.excluded[name] for name in (*present, "updated_at")})
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(statement, records)
         return len(records)
 
     def _delete(self, table: sa.Table, event_column: sa.Column, kind: str, external_id: str, *,
                 tombstone: bool = False) -> int:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             internal = conn.execute(sa.select(table.c.id).where(table.c.external_id == str(external_id))
                                     ).scalar_one_or_none()
             if internal is None:

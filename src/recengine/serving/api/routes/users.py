@@ -32,7 +32,7 @@ def delete_user(user_id: UserId, service: ServiceDep, _: WriteKey) -> Response:
 
 @router.get("/{user_id}/recommendations", response_model=RecommendationsOut)
 async def recommendations(
-    user_id: UserId, service: ServiceDep, k: K, _: ReadKey, response: Response,
+    user_id: UserId, service: ServiceDep, k: K, _: ReadKey,
     exclude: Annotated[list[str], Query(description="item ids never to return (repeat the parameter)")] = [],  # noqa: B006
     candidates: Annotated[list[str] | None, Query(description="rank only these item ids (repeat)")] = None,
     category: Annotated[list[str], Query(description="only items in any of these categories (repeat)")] = [],  # noqa: B006
@@ -42,7 +42,7 @@ async def recommendations(
     surface: Annotated[str, Query(min_length=1, max_length=200,
                                   description="where the slate is shown; an experiment there picks the variant")
                        ] = DEFAULT_SURFACE,
-) -> RecommendationsOut:
+) -> Response:
     """Top-k for a user from their live history (events posted since training included). A user without
     history gets what is popular among users with the same attributes, else what is popular. The X-Request-Id
     header names the response in the impression log: post it as request_id with the outcomes it led to. Under
@@ -53,10 +53,13 @@ async def recommendations(
                                exclude_seen=exclude_seen, diversity=diversity, explain=explain, surface=surface)
     # A header, not a body field: the body stays a pure function of the user's state (equal requests, equal
     # bodies), which callers and caches compare.
-    response.headers["X-Request-Id"] = result.request_id
+    headers = {"X-Request-Id": result.request_id}
     if result.experiment is not None:
-        response.headers["X-Experiment"], response.headers["X-Variant"] = result.experiment, result.variant
-    return RecommendationsOut.model_validate(result)
+        headers["X-Experiment"], headers["X-Variant"] = result.experiment, result.variant
+    # Serialized here, once: returned as a model, FastAPI would validate it against response_model a second
+    # time on the hottest path; response_model still documents the body.
+    return Response(RecommendationsOut.model_validate(result).model_dump_json(), media_type="application/json",
+                    headers=headers)
 
 
 @router.get("/{user_id}/profile", response_model=ProfileOut)
