@@ -4,8 +4,8 @@ registry, API keys, bad input, migrations, and (SQLite) that acknowledged events
 import hashlib
 import signal
 import subprocess
-import threading
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
