@@ -12,6 +12,7 @@ from recengine.models.neural import _training
 from recengine.models.neural.multvae import MultVAE
 from recengine.models.neural.ncf import GMF
 from recengine.models.neural.sasrec import SASRec
+from recengine.models.neural.two_tower import TwoTower
 from recengine.testing.checks import contract_dataset
 
 #: Tiny settings with validation (so that resuming must restore the early-stopping state too).
@@ -19,6 +20,7 @@ TINY = {
     SASRec: {"hidden": 16, "blocks": 1, "dropout": 0.2, "lr": 5e-3, "batch_size": 16, "patience": 3},
     GMF: {"lr": 1e-2, "patience": 3, "fold_in_steps": 2},
     MultVAE: {"hidden": 32, "latent": 8, "batch_size": 16, "patience": 3, "total_anneal_steps": 10},
+    TwoTower: {"dim": 16, "lr": 1e-2, "batch_size": 128, "temperature": 0.1, "patience": 3},
 }
 MODELS = pytest.mark.parametrize("cls", list(TINY), ids=lambda cls: cls.name)
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recengine.data.histories import Histories
-from recengine.errors import ArtifactError, ConfigError, NotSupportedError
+from recengine.errors import ArtifactError, ConfigError
 
 #: Rows scored at once: (rows, n_items) float32 logits stay a few hundred MiB on large catalogues.
 SCORE_BATCH = 512
@@ -201,7 +201,7 @@ def ndcg_at_10_of_sets(logits: Callable[[Histories], torch.Tensor], query: Histo
 class TrainingLog:
     """What one training run did: validation NDCG@10 per epoch (empty without validation), the epoch whose
     weights were kept (1-based), the mean wall-clock seconds of an epoch's mini-batches, and the mean training
-    loss per epoch (empty when the epochs do not report one)."""
+    loss per epoch."""
 
     validation: list[float] = field(default_factory=list)
     best_epoch: int = 0
@@ -220,36 +220,6 @@ class Checkpoints:
     resume: bool = False
 
 
-def train_epochs(
-    net: torch.nn.Module,
-    run_epoch: Callable[[], float | None],
-    *,
-    epochs: int,
-    patience: int,
-    validate: Callable[[], float] | None,
-    label: str,
-    optimizer: torch.optim.Optimizer | None = None,
-    rng: np.random.Generator | None = None,
-    state: dict[str, Any] | None = None,
-    checkpoints: Checkpoints | None = None,
-    verbose: bool = True,
-) -> TrainingLog:
-    """The epoch loop of every neural model: `run_epoch` runs one epoch's optimizer steps (and may return its
-    mean loss). With `validate`, the metric is computed after every epoch, the best weights are kept in memory
-    and restored at the end, and training stops after `patience` epochs without improvement.
-
-    With `checkpoints`, what an epoch changes is saved and restored on resume: the network, `optimizer`, the
-    NumPy generator `rng` that run_epoch draws from, torch's RNG, and `state` (numbers run_epoch keeps between
-    epochs, such as an annealing step count; updated in place). A progress bar shows on a terminal unless
-    verbose is False. Inside a process group use `train_batches`, which shards the batches across workers.
-    """
-    if world()[1] > 1:
-        raise NotSupportedError(f"{label} does not train under DistributedDataParallel (its epochs are not "
-                                f"sharded across workers); train it in one process (--nproc 1)")
-    return _loop(net, run_epoch, epochs=epochs, patience=patience, validate=validate, label=label,
-                 stateful={"optimizer": optimizer}, rng=rng, state=state, checkpoints=checkpoints, verbose=verbose)
-
-
 def train_batches(
     net: torch.nn.Module,
     loss: Callable[[Batch], torch.Tensor],
@@ -266,13 +236,20 @@ def train_batches(
     checkpoints: Checkpoints | None = None,
     verbose: bool = True,
 ) -> TrainingLog:
-    """`train_epochs` over mini-batches: each epoch takes the batches `epoch_batches` draws (from `rng`), turns
-    each into a loss with `loss` under mixed precision on CUDA (float16 with loss scaling) and steps `optimizer`.
+    """The epoch loop of every neural model: each epoch takes the mini-batches `epoch_batches` draws (from
+    `rng`), turns each into a loss with `loss` under mixed precision on CUDA (float16 with loss scaling) and
+    steps `optimizer`. With `validate`, the metric is computed after every epoch, the best weights are kept in
+    memory and restored at the end, and training stops after `patience` epochs without improvement.
+
+    With `checkpoints`, what an epoch changes is saved and restored on resume: the network, `optimizer`, `rng`,
+    torch's RNG, and `state` (numbers the loss keeps between epochs, such as an annealing step count; updated
+    in place). A progress bar shows on a terminal unless verbose is False.
 
     Inside a torch.distributed process group every worker draws the same batches (same seed) and takes its
     share of each one, every `world_size`-th row as DistributedSampler deals them (short batches padded by
     wrapping around); DistributedDataParallel averages the gradients, so a step sees the whole batch as in one
-    process and batch_size keeps its meaning. Validation runs on rank 0 and its score is sent to all workers.
+    process and batch_size keeps its meaning (a loss over the whole batch, such as in-batch negatives, reads
+    the other workers' rows through `gathered`). Validation runs on rank 0 and its score is sent to all workers.
     """
     rank, size = world()
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
@@ -340,6 +317,18 @@ def train(
                          checkpoints=checkpoints, verbose=verbose)
 
 
+def gathered(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every worker's `rows` in rank order, and where this worker's own start: the whole mini-batch again, for a
+    loss that needs it after train_batches dealt each worker its share. Gradients flow back to the worker that
+    computed each row, so the step is the one a single process takes. Outside a process group: (rows, 0)."""
+    rank, size = world()
+    if size == 1:
+        return rows, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(rows)), rank * len(rows)
+
+
 class _LossModule(torch.nn.Module):
     """`net` (registered, so that DistributedDataParallel finds its parameters) with the model's loss as its
     forward: the models call their networks' parts directly, and DDP all-reduces whatever a forward used."""
@@ -370,12 +359,11 @@ def _broadcast(value: float) -> float:
     return float(tensor.item())
 
 
-def _loop(net: torch.nn.Module, run_epoch: Callable[[], float | None], *, epochs: int, patience: int,
+def _loop(net: torch.nn.Module, run_epoch: Callable[[], float], *, epochs: int, patience: int,
           validate: Callable[[], float] | None, label: str, stateful: dict[str, Any],
-          rng: np.random.Generator | None, state: dict[str, Any] | None, checkpoints: Checkpoints | None,
+          rng: np.random.Generator, state: dict[str, Any] | None, checkpoints: Checkpoints | None,
           verbose: bool) -> TrainingLog:
     rank, size = world()
-    stateful = {name: obj for name, obj in stateful.items() if obj is not None}
     log = TrainingLog()
     run = {"epoch": 0, "stopped": False, "best": -np.inf, "best_state": None, "waited": 0, "seconds": 0.0}
     if checkpoints is not None and checkpoints.resume and (checkpoints.directory / CHECKPOINT_FILE).is_file():
@@ -389,10 +377,8 @@ def _loop(net: torch.nn.Module, run_epoch: Callable[[], float | None], *, epochs
             run["epoch"] += 1
             net.train()
             started = time.perf_counter()
-            epoch_loss = run_epoch()
+            log.loss.append(run_epoch())
             run["seconds"] += time.perf_counter() - started
-            if epoch_loss is not None:
-                log.loss.append(epoch_loss)
             if validate is None:
                 log.best_epoch = run["epoch"]
             else:
@@ -420,13 +406,13 @@ def _loop(net: torch.nn.Module, run_epoch: Callable[[], float | None], *, epochs
     return log
 
 
-def _save(directory: Path, net: torch.nn.Module, stateful: dict[str, Any], rng: np.random.Generator | None,
+def _save(directory: Path, net: torch.nn.Module, stateful: dict[str, Any], rng: np.random.Generator,
           state: dict[str, Any] | None, log: TrainingLog, run: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "run": run, "net": net.state_dict(), "log": vars(log),
         "stateful": {name: obj.state_dict() for name, obj in stateful.items()},
-        "rng": None if rng is None else rng.bit_generator.state, "state": state,
+        "rng": rng.bit_generator.state, "state": state,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
@@ -435,7 +421,7 @@ def _save(directory: Path, net: torch.nn.Module, stateful: dict[str, Any], rng: 
     os.replace(partial, directory / CHECKPOINT_FILE)  # a reader never sees half a checkpoint
 
 
-def _restore(file: Path, net: torch.nn.Module, stateful: dict[str, Any], rng: np.random.Generator | None,
+def _restore(file: Path, net: torch.nn.Module, stateful: dict[str, Any], rng: np.random.Generator,
              state: dict[str, Any] | None, log: TrainingLog, run: dict[str, Any]) -> None:
     try:
         payload = torch.load(file, map_location=next(net.parameters()).device, weights_only=True)
@@ -446,8 +432,7 @@ def _restore(file: Path, net: torch.nn.Module, stateful: dict[str, Any], rng: np
         raise ArtifactError(f"cannot resume from {file}: it is corrupt or was written for another model, data "
                             f"or hyper-parameters ({str(error).splitlines()[0]}); remove it or set "
                             f"resume=False") from error
-    if rng is not None:
-        rng.bit_generator.state = payload["rng"]
+    rng.bit_generator.state = payload["rng"]
     if state is not None:
         state.update(payload["state"])
     torch.set_rng_state(payload["torch_rng"])

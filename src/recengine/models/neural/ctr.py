@@ -34,6 +34,8 @@ as the second stage of a pipeline does; ``score`` runs every item through the sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
@@ -45,9 +47,8 @@ from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
 from recengine.errors import DataError
 from recengine.models._factors import known_rows, similar_items_cosine
-from recengine.models.base import Interval, Options, Recommender
-from recengine.models.neural._base import early_stopping_holdout
-from recengine.models.neural._sequential import training_module
+from recengine.models.base import Interval, Options
+from recengine.models.neural._base import NeuralRecommender, early_stopping_holdout, training_module
 
 if TYPE_CHECKING:
     import torch
@@ -225,28 +226,29 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- model
-class _CTRRanker(Recommender):
-    """Shared features, training, scoring and persistence of Wide&Deep and DeepFM; ``_parts`` says which of
-    "fm" and "cross" the model adds to the linear term and the MLP."""
+@dataclass(eq=False, repr=False, kw_only=True)
+class _CTRRanker(NeuralRecommender):
+    """Shared hyper-parameters, features, training, scoring and persistence of Wide&Deep and DeepFM; ``_parts``
+    says which of "fm" and "cross" the model adds to the linear term and the MLP.
+
+    factors: embedding width of every field; hidden, hidden_layers: the MLP; history_len: context window;
+    recency_days: time scale of the category recency feature; n_negatives: sampled negatives per positive;
+    user_dropout: the share of training samples whose user fields (id and attributes) are blanked, as they are
+    for a history the model has not seen as a user's, so that the history carries the taste too;
+    validation_metric: what early stopping maximizes, "auc" or "log_loss" (minimized; validation_scores_ holds
+    minus the log-loss). The training hyper-parameters: see NeuralRecommender."""
 
     _parts: ClassVar[tuple[str, ...]] = ()
     parameter_constraints = {
+        **NeuralRecommender.parameter_constraints,
         "factors": Interval(int, 1, 1024),
         "hidden": Interval(int, 1, 8192),
         "hidden_layers": Interval(int, 0, 8),
         "history_len": Interval(int, 1, 10_000),
         "recency_days": Interval(float, 0, low_open=True),
-        "cross_buckets": Interval(int, 1, 1 << 26),
         "n_negatives": Interval(int, 1, 1000),
         "user_dropout": Interval(float, 0, 1),
-        "lr": Interval(float, 0, low_open=True),
-        "weight_decay": Interval(float, 0),
-        "batch_size": Interval(int, 1),
-        "epochs": Interval(int, 1, 100_000),
-        "patience": Interval(int, 0),
         "validation_metric": Options(("auc", "log_loss")),
-        "device": Options(("auto", "cpu", "cuda")),
-        "random_state": Interval(int, 0),
     }
     search_space = {
         "factors": ("cat", [8, 16, 32]),
@@ -255,27 +257,17 @@ class _CTRRanker(Recommender):
         "history_len": ("cat", [10, 20, 50, 100]),
     }
 
-    factors: int
-    hidden: int
-    hidden_layers: int
-    history_len: int
-    recency_days: float
-    n_negatives: int
-    user_dropout: float
-    lr: float
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    patience: int
-    validation_metric: str
-    device: str
-    random_state: int
-
-    def _validate_params(self) -> None:
-        params = self.get_params()
-        for key, constraint in self.parameter_constraints.items():
-            if key in params:
-                constraint.check(key, params[key])
+    factors: int = 16
+    hidden: int = 64
+    hidden_layers: int = 2
+    history_len: int = 50
+    recency_days: float = 30.0
+    n_negatives: int = 4
+    user_dropout: float = 0.5
+    validation_metric: str = "auc"
+    batch_size: int = 1024
+    epochs: int = 30
+    patience: int = 3
 
     # ------------------------------------------------------------------------------------------ features
     def _learn_features(self, dataset: Dataset) -> None:
@@ -439,12 +431,13 @@ class _CTRRanker(Recommender):
             net = self._build_network().to(device)
             log = self._train(net, train_data, dataset, validation, device)
         net.requires_grad_(False)
-        self._net = net
-        self.weights_ = training.flatten(net)
-        self.validation_scores_ = log.validation
-        self.best_epoch_ = log.best_epoch
-        self.seconds_per_epoch_ = log.seconds_per_epoch
+        self._keep(net, log)
         return self
+
+    def _keep(self, net: torch.nn.Module, log: Any) -> None:
+        super()._keep(net, log)
+        # The curve is of validation_metric, not of NDCG.
+        self.validation_scores_ = self.__dict__.pop("validation_ndcg_")
 
     def _train(self, net: torch.nn.Module, data: Dataset, full: Dataset,
                validation: tuple[Histories, np.ndarray] | None, device: torch.device) -> Any:
@@ -464,31 +457,30 @@ class _CTRRanker(Recommender):
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         per_row = ("window", "log_length", "share", "recency", "user_values", "user_weights")
 
-        def run_epoch() -> None:
+        def epoch_batches() -> Iterator[tuple[torch.Tensor, ...]]:
+            """(context row, item, label, user fields dropped) of each pair: every positive and its fresh
+            negatives, shuffled."""
             source, negatives = _draw_negatives(owners, keys, data.n_items, self.n_negatives, rng)
             sample = np.concatenate([np.arange(data.n_interactions), source])
             order = torch.as_tensor(rng.permutation(len(sample)), device=device)
-            dropped_t = torch.as_tensor(rng.random(len(sample)) < self.user_dropout, device=device)
-            sample_t = torch.as_tensor(sample, device=device)[order]
-            item_t = torch.cat([targets, torch.as_tensor(negatives, device=device)])[order]
-            label_t = torch.cat([torch.ones(data.n_interactions, device=device),
-                                 torch.zeros(len(negatives), device=device)])[order]
+            dropped = torch.as_tensor(rng.random(len(sample)) < self.user_dropout, device=device)
+            rows = torch.as_tensor(sample, device=device)[order]
+            items = torch.cat([targets, torch.as_tensor(negatives, device=device)])[order]
+            labels = torch.cat([torch.ones(data.n_interactions, device=device),
+                                torch.zeros(len(negatives), device=device)])[order]
             for start in range(0, len(sample), self.batch_size):
-                batch = sample_t[start:start + self.batch_size]
-                context = {key: value[batch] for key, value in contexts.items() if key in per_row}
-                context["user_fields"] = contexts["user_fields"]
-                dropped = dropped_t[start:start + self.batch_size, None]
-                context["user_values"] = context["user_values"].masked_fill(dropped, 0)
-                with training.autocast(device):
-                    row_vectors, row_linear = self._row_fields(net, context)
-                    items = item_t[start:start + self.batch_size]
-                    logits = self._pair_logits(net, context, row_vectors, row_linear,
-                                               torch.arange(len(batch), device=device), self._item_side(net, items),
-                                               items)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), label_t[start:start + self.batch_size])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                batch = slice(start, start + self.batch_size)
+                yield rows[batch], items[batch], labels[batch], dropped[batch]
+
+        def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            rows, items, labels, dropped = batch
+            context = {key: value[rows] for key, value in contexts.items() if key in per_row}
+            context["user_fields"] = contexts["user_fields"]
+            context["user_values"] = context["user_values"].masked_fill(dropped[:, None], 0)
+            row_vectors, row_linear = self._row_fields(net, context)
+            logits = self._pair_logits(net, context, row_vectors, row_linear, torch.arange(len(rows), device=device),
+                                       self._item_side(net, items), items)
+            return F.binary_cross_entropy_with_logits(logits.float(), labels)
 
         validate = None
         if validation is not None:
@@ -502,8 +494,9 @@ class _CTRRanker(Recommender):
                 return -float(F.binary_cross_entropy_with_logits(torch.as_tensor(logits),
                                                                        torch.as_tensor(labels)))
 
-        return training.train_epochs(net, run_epoch, epochs=self.epochs, patience=self.patience,
-                                     validate=validate, label=self.name)
+        return training.train_batches(net, loss, epoch_batches, optimizer=optimizer, rng=rng, device=device,
+                                      epochs=self.epochs, patience=self.patience, validate=validate,
+                                      **self._training_options())
 
     def _validation_pairs(self, query: Histories, truth: np.ndarray, keys: np.ndarray,
                           n_items: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -521,14 +514,8 @@ class _CTRRanker(Recommender):
         return pairs, (pairs.data == 2.0).astype(np.float32)
 
     # --------------------------------------------------------------------------------------------- scoring
-    def _network(self) -> tuple[torch.nn.Module, torch.device]:
-        """The fitted network on its device, rebuilt from weights_ after load."""
-        net = getattr(self, "_net", None)
-        if net is None:
-            training = training_module()
-            net = training.unflatten(self.weights_, self._build_network()).requires_grad_(False)
-            self._net = net = net.to(training.resolve_device(self.device)).eval()
-        return net, next(net.parameters()).device
+    def _new_network(self) -> torch.nn.Module:
+        return self._build_network().requires_grad_(False)
 
     def _predict_pairs(self, net: torch.nn.Module, device: torch.device, histories: Histories,
                        pairs: sp.csr_matrix) -> np.ndarray:
@@ -588,92 +575,20 @@ class _CTRRanker(Recommender):
 
 
 class DeepFM(_CTRRanker):
-    """DeepFM: linear + factorization machine + MLP over shared field embeddings (see the module docstring).
-
-    factors: embedding width of every field; hidden, hidden_layers: the MLP; history_len: context window;
-    recency_days: time scale of the category recency feature; n_negatives: sampled negatives per positive;
-    user_dropout: the share of training samples whose user fields (id and attributes) are blanked, as they are
-    for a history the model has not seen as a user's, so that the history carries the taste too;
-    validation_metric: what early stopping maximizes, "auc" or "log_loss" (minimized)."""
+    """DeepFM: linear + factorization machine + MLP over shared field embeddings (see the module docstring and
+    _CTRRanker for the hyper-parameters)."""
 
     name = "deepfm"
     _parts = ("fm",)
 
-    def __init__(
-        self,
-        factors: int = 16,
-        hidden: int = 64,
-        hidden_layers: int = 2,
-        history_len: int = 50,
-        recency_days: float = 30.0,
-        n_negatives: int = 4,
-        user_dropout: float = 0.5,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 1024,
-        epochs: int = 30,
-        patience: int = 3,
-        validation_metric: str = "auc",
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.hidden = hidden
-        self.hidden_layers = hidden_layers
-        self.history_len = history_len
-        self.recency_days = recency_days
-        self.n_negatives = n_negatives
-        self.user_dropout = user_dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.validation_metric = validation_metric
-        self.device = device
-        self.random_state = random_state
 
-
+@dataclass(eq=False, repr=False, kw_only=True)
 class WideDeep(_CTRRanker):
     """Wide&Deep: wide = linear + hashed (history item x candidate item) cross products in cross_buckets
     buckets; deep = an MLP over the field embeddings. Other hyper-parameters as DeepFM's."""
 
     name = "wide-deep"
     _parts = ("cross",)
-    cross_buckets: int
+    parameter_constraints = {**_CTRRanker.parameter_constraints, "cross_buckets": Interval(int, 1, 1 << 26)}
 
-    def __init__(
-        self,
-        factors: int = 16,
-        hidden: int = 64,
-        hidden_layers: int = 2,
-        history_len: int = 50,
-        recency_days: float = 30.0,
-        cross_buckets: int = 1 << 18,
-        n_negatives: int = 4,
-        user_dropout: float = 0.5,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 1024,
-        epochs: int = 30,
-        patience: int = 3,
-        validation_metric: str = "auc",
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.hidden = hidden
-        self.hidden_layers = hidden_layers
-        self.history_len = history_len
-        self.recency_days = recency_days
-        self.cross_buckets = cross_buckets
-        self.n_negatives = n_negatives
-        self.user_dropout = user_dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.validation_metric = validation_metric
-        self.device = device
-        self.random_state = random_state
+    cross_buckets: int = 1 << 18

@@ -35,6 +35,8 @@ training stops after ``patience`` epochs without improvement.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -47,9 +49,8 @@ from recengine.data.histories import Histories
 from recengine.data.text import item_documents
 from recengine.errors import DataError, NotSupportedError
 from recengine.models._factors import known_rows, similar_items_cosine
-from recengine.models.base import Interval, Options, Recommender
-from recengine.models.neural._base import early_stopping_holdout
-from recengine.models.neural._sequential import training_module
+from recengine.models.base import Interval, Options
+from recengine.models.neural._base import NeuralRecommender, early_stopping_holdout, training_module
 
 if TYPE_CHECKING:
     import torch
@@ -60,18 +61,21 @@ CATEGORY_FIELDS = ("genres", "categories", "attributes")
 NO_TEXT = "none"
 
 
-class TwoTower(Recommender):
+@dataclass(eq=False, repr=False, kw_only=True)
+class TwoTower(NeuralRecommender):
     """Two-tower retrieval model; see the module docstring for the towers, the loss and cold start.
 
     dim: width of every embedding and of the towers' outputs; layers: ReLU layers (width 2 dim) per tower.
     max_history: latest history items pooled by the user tower. text_encoder: "auto", "minilm", "tfidf" or
     "none" (see recengine.data.embeddings). temperature: the softmax temperature of the cosine logits.
     logq_correction: subtract log sampling probability from in-batch logits while training. id_dropout: share of
-    training examples that drop their ids (cold-start training). device: "auto", "cpu" or "cuda".
+    training examples that drop their ids (cold-start training). The training hyper-parameters: see
+    NeuralRecommender; batch_size is also the number of in-batch negatives (under DDP too).
     """
 
     name = "two-tower"
     parameter_constraints = {
+        **NeuralRecommender.parameter_constraints,
         "dim": Interval(int, 1, 4096),
         "layers": Interval(int, 0, 8),
         "max_history": Interval(int, 1, 10_000),
@@ -79,13 +83,7 @@ class TwoTower(Recommender):
         "temperature": Interval(float, 0, low_open=True),
         "logq_correction": Options((True, False)),
         "id_dropout": Interval(float, 0, 1),
-        "lr": Interval(float, 0, low_open=True),
-        "weight_decay": Interval(float, 0),
-        "batch_size": Interval(int, 2),
-        "epochs": Interval(int, 1, 100_000),
-        "patience": Interval(int, 0),
-        "device": Options(("auto", "cpu", "cuda")),
-        "random_state": Interval(int, 0),
+        "batch_size": Interval(int, 2),  # a softmax over one item teaches nothing
     }
     search_space = {
         "dim": ("cat", [32, 64, 128]),
@@ -94,37 +92,16 @@ class TwoTower(Recommender):
         "lr": ("log", 3e-4, 3e-3),
     }
 
-    def __init__(
-        self,
-        dim: int = 64,
-        layers: int = 1,
-        max_history: int = 50,
-        text_encoder: str = "auto",
-        temperature: float = 0.05,
-        logq_correction: bool = True,
-        id_dropout: float = 0.1,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 512,
-        epochs: int = 100,
-        patience: int = 5,
-        device: str = "auto",
-        random_state: int = 0,
-    ) -> None:
-        self.dim = dim
-        self.layers = layers
-        self.max_history = max_history
-        self.text_encoder = text_encoder
-        self.temperature = temperature
-        self.logq_correction = logq_correction
-        self.id_dropout = id_dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.device = device
-        self.random_state = random_state
+    dim: int = 64
+    layers: int = 1
+    max_history: int = 50
+    text_encoder: str = "auto"
+    temperature: float = 0.05
+    logq_correction: bool = True
+    id_dropout: float = 0.1
+    batch_size: int = 512
+    epochs: int = 100
+    patience: int = 5
 
     # ---------------------------------------------------------------------------------------------- inputs
     def _read_features(self, dataset: Dataset) -> None:
@@ -263,11 +240,8 @@ class TwoTower(Recommender):
             tensors = self._tensors(device)
             log = self._train(net, tensors, train_data, validation, device)
         net.requires_grad_(False)
-        self._net, self._device_tensors, self._items = net, tensors, None
-        self.weights_ = training.flatten(net)
-        self.validation_ndcg_ = log.validation
-        self.best_epoch_ = log.best_epoch
-        self.seconds_per_epoch_ = log.seconds_per_epoch
+        self._keep(net, log)
+        self._device_tensors, self._items = tensors, None
         return self
 
     def _train(self, net: torch.nn.Module, tensors: dict[str, torch.Tensor], data: Dataset,
@@ -286,38 +260,39 @@ class TwoTower(Recommender):
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         rng = np.random.default_rng(self.random_state)
 
-        def loss(entries: torch.Tensor) -> torch.Tensor:
+        def epoch_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            """(examples, keep) per batch: keep[:, 0] whether an example keeps its user id and attributes,
+            keep[:, 1] its item id (id_dropout), drawn here so that DDP workers deal them with the rows."""
+            order = torch.as_tensor(rng.permutation(data.n_interactions), device=device)
+            keep = torch.as_tensor(rng.random((data.n_interactions, 2)) >= self.id_dropout, device=device)
+            for start in range(0, len(order), self.batch_size):
+                if len(order) - start >= 2:  # a softmax over one item teaches nothing
+                    yield order[start:start + self.batch_size], keep[start:start + self.batch_size]
+
+        def loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            entries, keep = batch
             target, user = items[entries], owners[entries]
             earlier = entries[:, None] - back[None, :]  # the max_history entries before each example
             history = torch.where(earlier >= starts[entries][:, None], items[earlier.clamp(min=0)] + 1, 0)
             history = torch.where(tensors["known"][history], history, 0)
-            keep_user = torch.rand(len(entries), device=device) >= self.id_dropout
-            users = torch.where(keep_user, user + 1, 0)
-            attributes = tensors["user_attributes"][user] * keep_user[:, None]
+            users = torch.where(keep[:, 0], user + 1, 0)
+            attributes = tensors["user_attributes"][user] * keep[:, :1]
             ids = tensors["item_ids"][target]
             if content:
-                ids = torch.where(torch.rand(len(entries), device=device) >= self.id_dropout, ids, 0)
-            with training.autocast(device):
-                queries = self._user_tower(net, users, attributes, history)
-                keys = self._item_tower(net, ids, tensors["categories"][target], tensors["text"][target])
-            logits = queries @ keys.T / self.temperature
-            if self.logq_correction:
-                logits = logits - log_q[target][None, :]
-            duplicate = (target[None, :] == target[:, None]) & ~torch.eye(len(target), dtype=torch.bool,
-                                                                          device=device)
-            return F.cross_entropy(logits.masked_fill(duplicate, -torch.inf), torch.arange(len(target),
-                                                                                           device=device))
-
-        def run_epoch() -> None:
-            order = torch.as_tensor(rng.permutation(data.n_interactions), device=device)
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                if len(batch) < 2:  # a softmax over one item teaches nothing
-                    continue
-                value = loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                optimizer.step()
+                ids = torch.where(keep[:, 1], ids, 0)
+            queries = self._user_tower(net, users, attributes, history)
+            keys = self._item_tower(net, ids, tensors["categories"][target], tensors["text"][target])
+            # Under DDP every worker's items are negatives too, so the softmax spans the whole batch.
+            keys, first = training.gathered(keys)
+            targets, _ = training.gathered(target)
+            mine = torch.arange(len(target), device=device)
+            with torch.autocast(device.type, enabled=False):  # float32 logits: the temperature magnifies rounding
+                logits = queries.float() @ keys.float().T / self.temperature
+                if self.logq_correction:
+                    logits = logits - log_q[targets][None, :]
+                duplicate = targets[None, :] == target[:, None]
+                duplicate[mine, mine + first] = False
+                return F.cross_entropy(logits.masked_fill(duplicate, -torch.inf), mine + first)
 
         validate = None
         if validation is not None:
@@ -328,18 +303,20 @@ class TwoTower(Recommender):
                 return training.ndcg_at_10(lambda h: self._history_vectors(net, tensors, h) @ catalogue.T,
                                            query, truth)
 
-        return training.train_epochs(net, run_epoch, epochs=self.epochs, patience=self.patience,
-                                     validate=validate, label=self.name)
+        return training.train_batches(net, loss, epoch_batches, optimizer=optimizer, rng=rng, device=device,
+                                      epochs=self.epochs, patience=self.patience, validate=validate,
+                                      **self._training_options())
 
     # --------------------------------------------------------------------------------------------- scoring
-    def _network(self) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
-        """The fitted network and its input tensors on the device, rebuilt from the saved state after load."""
-        if getattr(self, "_net", None) is None:
-            training = training_module()
-            device = training.resolve_device(self.device)
-            net = training.unflatten(self.weights_, self._build_network()).requires_grad_(False)
-            self._net, self._device_tensors, self._items = net.to(device).eval(), self._tensors(device), None
-        return self._net, self._device_tensors
+    def _new_network(self) -> torch.nn.Module:
+        return self._build_network().requires_grad_(False)
+
+    def _inputs(self) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+        """The fitted network and its input tensors on its device, rebuilt from the saved state after load."""
+        net, device = self._network()
+        if getattr(self, "_device_tensors", None) is None:
+            self._device_tensors, self._items = self._tensors(device), None
+        return net, self._device_tensors
 
     def item_embeddings(self) -> np.ndarray:
         """(n_items, dim) float32 item tower outputs, L2-normalised: a history's score of an item is the inner
@@ -350,7 +327,7 @@ class TwoTower(Recommender):
 
     def _item_matrix(self) -> np.ndarray:
         """The catalogue's item vectors, computed once per fitted or loaded model."""
-        net, tensors = self._network()
+        net, tensors = self._inputs()
         if self._items is None:
             import torch
 
@@ -364,7 +341,7 @@ class TwoTower(Recommender):
         import torch
 
         training = training_module()
-        net, tensors = self._network()
+        net, tensors = self._inputs()
         out = np.empty((len(histories), self.dim), dtype=np.float32)
         with training.torch_threads(), torch.no_grad():
             for start in range(0, len(histories), training.SCORE_BATCH):
@@ -392,7 +369,7 @@ class TwoTower(Recommender):
                                         f"its training catalogue; fit with text_encoder='minilm' to embed new items")
             text = text_embeddings(item_documents(item_features), "minilm")
         categories = _padded_codes(self._category_matrix(_category_lists(item_features)))
-        net, tensors = self._network()
+        net, tensors = self._inputs()
         device = tensors["item_ids"].device
         with training_module().torch_threads(), torch.no_grad():
             vectors = self._item_tower(net, torch.zeros(len(item_features), dtype=torch.int64, device=device),
