@@ -6,15 +6,16 @@ intra-list diversity@20, novelty@20 and catalog coverage@20, against the un-rera
 re-ranker is chosen on a validation split carved from the training part (largest diversity gain with at most 5%
 relative NDCG@20 loss) and only then measured on the test split.
 
-All of this is done in three item spaces, each giving both the similarity that MMR and the DPP re-ranker work
-with and the intra-list diversity metric:
+MMR, MaxSum and the DPP run with their default list order, the chosen set by relevance (ILD does not depend on the
+order, NDCG does). All of this is done in three item spaces, each giving both the similarity that MMR, MaxSum and
+the DPP re-ranker work with and the intra-list diversity metric:
 ``genre`` (the genre one-hots), ``embedding`` (MiniLM embeddings of each item's title, genres and tags; with
 ``--encoder tfidf``, a TF-IDF/LSA stand-in for machines without sentence-transformers) and ``collaborative``
 (L2-normalized iALS item factors, fitted on each split's own training part, so that the validation choices see
 nothing of the test period). The category cap and calibration work on genres and the novelty boost on popularity
-in all three, so only their diversity is measured differently. In the collaborative space MMR and the DPP are also
-swept over a wider EASE pool (``--wide-pool``, 200 by default), each as a line of its own, its setting chosen on
-validation too.
+in all three, so only their diversity is measured differently. In the collaborative space MMR, MaxSum and the DPP
+are also swept over a wider EASE pool (``--wide-pool``, 200 by default), each as a line of its own, its setting
+chosen on validation too.
 
     .venv/bin/pip install -e '.[bench,text]'
     .venv/bin/python benchmarks/diversity.py                     # bundled copy of ml-latest-small
@@ -63,6 +64,9 @@ METRICS = (*PER_USER, "coverage")
 #: 20 per genre cannot bind on a top-20 list), so every line in the plot starts at the baseline.
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "mmr": ("lambda", tuple(round(1.0 - 0.05 * i, 2) for i in range(21))),
+    # On validation in the collaborative space MaxSum's NDCG turns near lambda 0.45 to 0.5 (found while
+    # developing), so the grid is finer below 0.6.
+    "max_sum": ("lambda", (*(round(0.025 * i, 3) for i in range(25)), 0.7, 0.8, 0.9, 1.0)),
     # theta's exponent a = theta / (2 (1 - theta)) is steep near 1, and on validation the DPP's lists turn within
     # 0.7 to 0.9 (found while developing), so the grid is finer there.
     "dpp": ("theta", (*(round(1.0 - 0.025 * i, 3) for i in range(17)), 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)),
@@ -71,7 +75,7 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "novelty_boost": ("weight", (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)),
 }
 #: The re-rankers that read a space's item vectors (the others' lists are the same in every space).
-VECTOR_RERANKERS = ("mmr", "dpp")
+VECTOR_RERANKERS = ("mmr", "max_sum", "dpp")
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,13 @@ class Candidates:
 
 @dataclass(frozen=True)
 class Space:
-    """Item vectors that the similarity of MMR and the DPP and intra-list diversity are computed over."""
+    """Item vectors that the similarity of MMR, MaxSum and the DPP and intra-list diversity are computed over."""
 
     name: str  # the key in the report
     description: str
     title: str  # the plot panel's
     vectors: np.ndarray | sp.csr_matrix  # (n_items, d)
-    wide_pool: int | None = None  # a larger candidate pool MMR and the DPP are also swept over in this space
+    wide_pool: int | None = None  # a larger candidate pool MMR, MaxSum and the DPP are also swept over in this space
 
 
 def candidates(data_split: Split, genres: sp.csr_matrix, pool: int, widest: int) -> Candidates:
@@ -117,10 +121,12 @@ def candidates(data_split: Split, genres: sp.csr_matrix, pool: int, widest: int)
 def rerank_top(c: Candidates, name: str, value: float, vectors: np.ndarray | sp.csr_matrix, pool: int,
                ) -> np.ndarray:
     """The top-K items of each user after re-ranker `name` at knob `value` over the best `pool` candidates
-    (the similarity of MMR and the DPP over `vectors`)."""
+    (the similarity of MMR, MaxSum and the DPP over `vectors`)."""
     items, scores = c.items[:, :pool], c.scores[:, :pool]
     if name == "mmr":
         items, _ = rerank.mmr(items, scores, vectors, K, lambda_=value)
+    elif name == "max_sum":
+        items, _ = rerank.max_sum(items, scores, vectors, K, lambda_=value)
     elif name == "dpp":
         items, _ = rerank.dpp(items, scores, vectors, K, theta=value)
     elif name == "category_cap":
@@ -184,8 +190,8 @@ def sweep(c: Candidates, spaces: list[Space]) -> dict[str, Sweep]:
             top: np.ndarray | None = None
             seconds = 0.0
             for space in spaces:
-                # Only MMR and the DPP read the space's vectors: the other lists are computed once and measured
-                # in each space.
+                # Only MMR, MaxSum and the DPP read the space's vectors: the other lists are computed once and
+                # measured in each space.
                 if top is None or name in VECTOR_RERANKERS:
                     start = time.perf_counter()
                     top = rerank_top(c, name, value, space.vectors, c.pool)
@@ -321,7 +327,7 @@ def plot(panels: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str,
     axes[0, 0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.3, 0.01))
     shared = set(axes[0, 0].get_legend_handles_labels()[1])
     for ax in axes[0, 1:]:
-        # A panel with lines of its own (MMR and the DPP over a wider pool) names just those.
+        # A panel with lines of its own (MMR, MaxSum and the DPP over a wider pool) names just those.
         extra = [(h, label) for h, label in zip(*ax.get_legend_handles_labels(), strict=True) if label not in shared]
         if extra:
             ax.legend(*zip(*extra, strict=True), fontsize=8, loc="lower left")
@@ -361,9 +367,9 @@ def content_spaces(train: Dataset, encoder: str) -> list[Space]:
                          else ("TF-IDF reduced by truncated SVD (LSA)", "TF-IDF/LSA"))
     return [
         Space("genre", "genre one-hot (Dataset.category_matrix)",
-              "genre space: MMR, DPP and ILD over genre one-hots", genres),
+              "genre space: similarity and ILD over genre one-hots", genres),
         Space("embedding", f"{encoded_by}, {embeddings.shape[1]} dimensions, of each item's title, genres and tags",
-              f"embedding space: MMR, DPP and ILD over {short} embeddings of title, genres and tags", embeddings),
+              f"embedding space: similarity and ILD over {short} embeddings of title, genres and tags", embeddings),
     ]
 
 
@@ -379,7 +385,7 @@ def collaborative_space(train: Dataset, wide_pool: int) -> Space:
     unit = np.divide(factors, norms, out=np.zeros_like(factors), where=trained & (norms > 0))
     return Space("collaborative", f"iALS item factors (shipped defaults, {factors.shape[1]} dimensions), rows "
                                   "L2-normalized, fitted on each split's training part",
-                 f"collaborative space: MMR, DPP and ILD over iALS item factors (dashed: over the top {wide_pool})",
+                 f"collaborative space: similarity and ILD over iALS item factors (dashed: over the top {wide_pool})",
                  unit, wide_pool)
 
 
@@ -413,7 +419,7 @@ def space_report(space: Space, results: dict[str, Any], per_user: dict[str, dict
 
 def print_space(space: Space, report: dict[str, Any]) -> None:
     test, target = report["test"], report["target"]
-    print(f"# {space.name} space: MMR and DPP similarity and ILD over {space.description}\n")
+    print(f"# {space.name} space: MMR, MaxSum and DPP similarity and ILD over {space.description}\n")
     print(f"## Whole sweep on the test split ({test['users']} users; Δ = relative change vs. no re-ranking)\n")
     print(sweep_table(test["baseline"], test["sweep"]))
     print("\n## Settings chosen on validation (≤ 5% NDCG@20 loss there), measured on test\n")
@@ -432,7 +438,8 @@ def main() -> None:
     parser.add_argument("--data", help="a MovieLens latest-small directory (default: the bundled copy)")
     parser.add_argument("--candidates", type=int, default=100, help="EASE candidates per user to re-rank")
     parser.add_argument("--wide-pool", type=int, default=200,
-                        help="a larger EASE pool MMR and the DPP are also swept over in the collaborative space")
+                        help="a larger EASE pool that MMR, MaxSum and the DPP are also swept over in the "
+                             "collaborative space")
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "tfidf"),
                         help="text encoder of the embedding space (see recengine.data.embeddings)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diversity.json"))
