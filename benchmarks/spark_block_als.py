@@ -2,18 +2,19 @@
 
   equivalence  NDCG@20 on the temporal-user split of ml-latest-small: block-CG iALS against single-node iALS, both
                at iALS's tuned defaults (64 factors, 15 iterations), and the largest factor difference
-  speed        seconds per ALS iteration of block-CG and of MLlib ALS (64 factors, 10 user and 10 item blocks)
-               in one local[2] session on the synthetic ML-20M-shaped set (benchmarks/synthetic.py at --scale)
+  speed        seconds per ALS iteration of block-CG (one block per core) and of MLlib ALS (10 user and 10 item
+               blocks, the wrapper's default), 64 factors, in one local[2] session on the synthetic
+               ML-20M-shaped set (benchmarks/synthetic.py at --scale)
   cluster      the same speed comparison in one session on a standalone cluster of 2 workers (1 core each)
 
 Seconds per iteration are (time of N iterations - time of 1) / (N - 1), after a 1-iteration warm-up fit (the JVM
 compiles MLlib's code, the Python workers load numba's kernels): set-up (MLlib's blocking, our block tables) is not
 an iteration. Each part runs in its own process (its own JVM).
 
-    nice -n 19 .venv/bin/python benchmarks/spark_block_als.py [--scale 0.05] [--iterations 4] \
+    nice -n 19 .venv/bin/python benchmarks/spark_block_als.py [--scale 0.1] [--iterations 5] \
         [--parts equivalence,speed,cluster]
 
-Expected wall time on a quiet 2-core machine at --scale 0.05: about 2 minutes for equivalence, 3 for speed, 4 for
+Expected wall time on a quiet 2-core machine at --scale 0.1: about 2 minutes for equivalence, 3 for speed, 4 for
 cluster (MLlib's fits take most of it); several times that under load.
 """
 
@@ -38,7 +39,7 @@ from recengine.data.dataset import Dataset  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "spark_block_als.json"
 FACTORS = 64
-BLOCKS = 10
+MLLIB_BLOCKS = 10
 
 
 def synthetic(scale: float) -> Dataset:
@@ -73,10 +74,10 @@ def speed(args: argparse.Namespace) -> dict:
     interactions = dataset_interactions(spark, data).select("u", "i", "weight").cache()
     interactions.count()
     n = args.iterations
-    result = {"data": repr(data), "master": spark.sparkContext.master, "factors": FACTORS, "blocks": BLOCKS,
-              "iterations": n}
-    for name, make in (("mllib", lambda it: SparkImplicitALS(factors=FACTORS, iterations=it, blocks=BLOCKS)),
-                       ("block_cg", lambda it: SparkBlockALS(factors=FACTORS, iterations=it, blocks=BLOCKS))):
+    result = {"data": repr(data), "master": spark.sparkContext.master, "factors": FACTORS,
+              "mllib_blocks": MLLIB_BLOCKS, "block_cg_blocks": spark.sparkContext.defaultParallelism, "iterations": n}
+    for name, make in (("mllib", lambda it: SparkImplicitALS(factors=FACTORS, iterations=it, blocks=MLLIB_BLOCKS)),
+                       ("block_cg", lambda it: SparkBlockALS(factors=FACTORS, iterations=it))):
         fit_seconds(make(1), interactions, data)  # warm-up
         one = fit_seconds(make(1), interactions, data)
         trainer = make(n)
@@ -103,7 +104,7 @@ def equivalence(args: argparse.Namespace) -> dict:
     data = split(bundled_movielens(), "temporal-user")
     train = data.train
     spark = session("local[2]")
-    blocked = SparkBlockALS(blocks=BLOCKS).fit(dataset_interactions(spark, train), train.n_users,
+    blocked = SparkBlockALS().fit(dataset_interactions(spark, train), train.n_users,
                                                train.n_items).model_
     spark.stop()
     single = ImplicitALS(device="cpu").fit(train)
@@ -129,8 +130,8 @@ def run_child(name: str, args: argparse.Namespace, master: str) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=0.05, help="fraction of 138k users and 10M interactions")
-    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=0.1, help="fraction of 138k users and 10M interactions")
+    parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--parts", default="equivalence,speed,cluster")
     parser.add_argument("--master", default="local[2]", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)

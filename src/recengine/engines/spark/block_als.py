@@ -38,17 +38,19 @@ _BLOCK_SCHEMA = "block int, indptr binary, indices binary, confidence binary, re
 
 class SparkBlockALS:
     """iALS by block conjugate gradient on Spark: ImplicitALS's hyper-parameters (CG solver) plus `blocks`, the
-    number of user blocks and of item blocks (the unit of a Spark task)."""
+    number of user blocks and of item blocks (the unit of a Spark task); 0, the default, is one block per core
+    Spark offers (its default parallelism): a block's CG is milliseconds of work per 10k interactions, so every
+    further task costs more in scheduling than it gains in balance."""
 
     parameter_constraints = {
         **{key: constraint for key, constraint in ImplicitALS.parameter_constraints.items()
            if key not in ("solver", "device")},
-        "blocks": Interval(int, 1),
+        "blocks": Interval(int, 0),
     }
 
     def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 2.0, confidence: str = "linear",
                  epsilon: float = 1.0, reg_exponent: float = 1.0, iterations: int = 15, cg_steps: int = 3,
-                 init_std: float = 0.01, random_state: int = 42, blocks: int = 10):
+                 init_std: float = 0.01, random_state: int = 42, blocks: int = 0):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -89,23 +91,24 @@ class SparkBlockALS:
                                   "vocabulary; pass the n_users and n_items the table was indexed by")
         model = ImplicitALS(**{key: value for key, value in self.get_params().items() if key != "blocks"},
                             solver="cg", device="cpu")
-        user_blocks = _blocks(pairs, "u", "i", n_users, n_items, self.blocks, model)
-        item_blocks = _blocks(pairs, "i", "u", n_items, n_users, self.blocks, model)
+        context = interactions.sparkSession.sparkContext
+        self.n_blocks_ = self.blocks or context.defaultParallelism
+        user_blocks = _blocks(pairs, "u", "i", n_users, n_items, self.n_blocks_, model)
+        item_blocks = _blocks(pairs, "i", "u", n_items, n_users, self.n_blocks_, model)
         pairs.unpersist()
 
         rng = np.random.default_rng(self.random_state)
         X = random_factors(rng, n_users, self.factors, self.init_std)
         Y = random_factors(rng, n_items, self.factors, self.init_std)
-        context = interactions.sparkSession.sparkContext
         threads = int(context.getConf().get("spark.task.cpus", "1"))
         shared_x, shared_y = context.broadcast(X), context.broadcast(Y)
         self.iteration_seconds_ = []
         for _ in range(self.iterations):
             start = time.perf_counter()
-            X = _half_step(user_blocks, shared_y, shared_x, self.blocks, self.cg_steps, threads)
+            X = _half_step(user_blocks, shared_y, shared_x, self.n_blocks_, self.cg_steps, threads)
             shared_x.destroy()
             shared_x = context.broadcast(X)
-            Y = _half_step(item_blocks, shared_x, shared_y, self.blocks, self.cg_steps, threads)
+            Y = _half_step(item_blocks, shared_x, shared_y, self.n_blocks_, self.cg_steps, threads)
             shared_y.destroy()
             shared_y = context.broadcast(Y)
             self.iteration_seconds_.append(time.perf_counter() - start)
