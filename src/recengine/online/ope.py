@@ -16,7 +16,9 @@ All estimators estimate the value per impression (the expected reward of one sho
 position-based assumption that a slot's reward depends on the context, the position and the item there, not on the
 rest of the slate; that is what makes the target's per-position marginals enough, and what ``iips`` (the slate
 value, the sum over positions) also rests on. Their intervals are normal approximations over rounds, the units
-drawn independently, so rewards of one slate may correlate.
+drawn independently, so rewards of one slate may correlate. The direct method's interval also counts the
+estimation of its reward model (a sandwich, i.e. delta-method, variance: see `evaluate`); it cannot count the
+model's misspecification bias.
 
 The direct method's reward model is a ridge regression of the reward on (intercept, position one-hots, standardized
 context) with a pooled part and a per-item part (the same features crossed with the item), so an item seen rarely
@@ -337,7 +339,8 @@ class RidgeRewardModel:
     per-item deviation: q(x, position, item) = z·beta + z·gamma_item, with penalties l2 and l2_item.
 
     Fitted in closed form without a loop over items: the per-item blocks are solved together (batched d x d
-    solves) and eliminated, leaving one d x d system for the pooled part. Predictions are not clipped to the
+    solves) and eliminated, leaving one d x d system for the pooled part; `solve` reuses that elimination for any
+    right-hand side (the direct method's variance needs one). Predictions are not clipped to the
     reward range: the least-squares fit is centred on the mean reward, and clipping the negative predictions a
     linear model makes for rare clicks would bias the direct method upward.
     """
@@ -375,18 +378,41 @@ class RidgeRewardModel:
         with threadpool_limits(1, user_api="blas"):
             solved = np.linalg.solve(gram + self.l2_item * np.eye(d),
                                      np.concatenate([gram, moment[:, :, None]], axis=2))
-        schur = z.T @ z + np.diag(np.concatenate([[1e-9], np.full(d - 1, self.l2)])) - np.tensordot(
-            gram, solved[:, :, :d], axes=([0, 2], [0, 1]))
-        self.pooled_ = np.linalg.solve(schur, z.T @ reward - np.einsum("aij,aj->i", gram, solved[:, :, d]))
-        self.per_item_ = solved[:, :, d] - solved[:, :, :d] @ self.pooled_
+        self.item_gram_ = gram
+        self.item_shrink_ = solved[:, :, :d]  # (G_a + l2_item I)^-1 G_a
+        self.schur_ = z.T @ z + np.diag(np.concatenate([[1e-9], np.full(d - 1, self.l2)])) - np.tensordot(
+            gram, self.item_shrink_, axes=([0, 2], [0, 1]))
+        self.pooled_, self.per_item_ = self._eliminate(z.T @ reward, solved[:, :, d])
         return self
+
+    def _eliminate(self, pooled_rhs: np.ndarray, item_part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pooled and per-item solution, given item_part[a] = (G_a + l2_item I)^-1 (item right-hand side a)."""
+        pooled = np.linalg.solve(self.schur_, pooled_rhs - np.einsum("aij,aj->i", self.item_gram_, item_part))
+        return pooled, item_part - self.item_shrink_ @ pooled
+
+    def solve(self, pooled_rhs: np.ndarray, item_rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A^-1 b for the fit's penalized normal matrix A, b and the answer laid out as (pooled_, per_item_):
+        pooled_rhs (d,), item_rhs (n_items, d)."""
+        d = len(pooled_rhs)
+        with threadpool_limits(1, user_api="blas"):
+            item_part = np.linalg.solve(self.item_gram_ + self.l2_item * np.eye(d), item_rhs[:, :, None])[:, :, 0]
+        return self._eliminate(pooled_rhs, item_part)
+
+    def design(self, context: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """The fitted features z (intercept, position one-hots, standardized context) of each row."""
+        return self._design(context, position)
 
     def predict(self, context: np.ndarray, position: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """q for the pairs (rows[j], items[j]): row indices into context/position, item codes."""
+        return self.linear(self.pooled_, self.per_item_, context, position, rows, items)
+
+    def linear(self, pooled: np.ndarray, per_item: np.ndarray, context: np.ndarray, position: np.ndarray,
+               rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """z(rows[j]) . (pooled + per_item[items[j]]): any coefficients in the model's layout, on its features."""
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         out = np.empty(len(rows))
-        coef = self.pooled_[None, :] + self.per_item_  # (n_items, d)
+        coef = pooled[None, :] + per_item  # (n_items, d)
         # Blocks of rows scored against every item at once, each block's (rows, items) array near 4M floats.
         step = max(1, (1 << 22) // len(coef))
         for start in range(0, len(context), step):
@@ -416,10 +442,11 @@ class Estimate:
         return asdict(self)
 
 
-def _ratio(numer: np.ndarray, denom: np.ndarray, z: float, ess: float) -> Estimate:
-    """sum(numer) / sum(denom) over rounds, with the delta-method (linearized) normal interval."""
+def _ratio(numer: np.ndarray, denom: np.ndarray, z: float, ess: float, extra: np.ndarray | None = None) -> Estimate:
+    """sum(numer) / sum(denom) over rounds, with the delta-method (linearized) normal interval; extra: more
+    per-round terms of the linearization (dm's reward-model estimation), which move the spread, not the value."""
     value = float(numer.sum() / denom.sum())
-    terms = (numer - value * denom) / denom.mean()
+    terms = (numer - value * denom + (0.0 if extra is None else extra)) / denom.mean()
     se = float(terms.std(ddof=1) / np.sqrt(len(terms))) if len(terms) > 1 else float("nan")
     return Estimate(value, value - z * se, value + z * se, se, float(ess), len(numer))
 
@@ -439,6 +466,12 @@ def evaluate(log: BanditLog, target: TargetPolicy, *, estimators: Sequence[str] 
     switch-dr: dr whose correction is dropped where w > switch_tau (the model alone answers there). iips: the
     position-based slate estimator, the sum over a round's positions of w*r. The reward model (default
     RidgeRewardModel()) is cross-fitted over ``folds`` folds of rounds (1: fitted on everything).
+
+    dm's interval adds to the sampling of the evaluated rounds the estimation of the reward model, linearized: the
+    ridge coefficients move by A^-1 sum_i x_i e_i (A the penalized normal matrix, x_i a training row's features,
+    e_i its residual), so dm moves by sum_i v.x_i e_i with v = A^-1 u, u the target-weighted features of the rows
+    the model predicts. Each training round adds its v.x_i e_i to its round's term (a sandwich variance,
+    clustered by round like the others); the misspecification bias of the model is not in it.
     """
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
@@ -490,12 +523,13 @@ def evaluate(log: BanditLog, target: TargetPolicy, *, estimators: Sequence[str] 
             raise DataError("the target gives probability 0 to every logged item: snips is undefined")
         results["snips"] = _ratio(per_round(w * r), per_round(w), z, _ess(w))
     if {"dm", "dr", "switch-dr"} & set(estimators):
-        q_logged, q_target = _cross_fit(log, rows, logged_code, target_code, len(vocabulary), round_code,
-                                        reward_model or RidgeRewardModel(), folds, seed)
+        q_logged, q_target, model_terms = _cross_fit(log, rows, logged_code, target_code, target.prob,
+                                                     len(vocabulary), round_code, reward_model or RidgeRewardModel(),
+                                                     folds, seed)
         dm = np.bincount(rows, weights=target.prob * q_target, minlength=len(log))
         correction = w * (r - q_logged)
         if "dm" in estimators:
-            results["dm"] = _ratio(per_round(dm), slots, z, float(len(log)))
+            results["dm"] = _ratio(per_round(dm), slots, z, float(len(log)), extra=per_round(model_terms))
         if "dr" in estimators:
             results["dr"] = _ratio(per_round(dm + correction), slots, z, _ess(w))
         if "switch-dr" in estimators:
@@ -507,11 +541,12 @@ def evaluate(log: BanditLog, target: TargetPolicy, *, estimators: Sequence[str] 
     return {name: results[name] for name in estimators}
 
 
-def _cross_fit(log: BanditLog, rows: np.ndarray, logged_code: np.ndarray, target_code: np.ndarray, n_items: int,
-               round_code: np.ndarray, model: RidgeRewardModel, folds: int,
-               seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _cross_fit(log: BanditLog, rows: np.ndarray, logged_code: np.ndarray, target_code: np.ndarray,
+               target_prob: np.ndarray, n_items: int, round_code: np.ndarray, model: RidgeRewardModel, folds: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reward-model predictions for the logged items and the target entries, each row predicted by the model
-    fitted on the other folds of rounds."""
+    fitted on the other folds of rounds; and each logged row's term in dm's linearization as a training row (the
+    sum over the models it trained of v.x e, see `evaluate`)."""
     n_rounds = int(round_code.max()) + 1
     if folds > n_rounds:
         raise ConfigError(f"folds ({folds}) is more than the log's {n_rounds} rounds")
@@ -519,6 +554,7 @@ def _cross_fit(log: BanditLog, rows: np.ndarray, logged_code: np.ndarray, target
     fold = fold_of_round[round_code]
     q_logged = np.empty(len(log))
     q_target = np.empty(len(rows))
+    model_terms = np.zeros(len(log))
     for f in range(folds):  # a handful of folds, each one vectorized fit
         held = fold == f
         train = ~held if folds > 1 else held
@@ -528,4 +564,14 @@ def _cross_fit(log: BanditLog, rows: np.ndarray, logged_code: np.ndarray, target
         q_logged[held_rows] = fitted.predict(log.context, log.position, held_rows, logged_code[held_rows])
         entries = np.flatnonzero(held[rows])
         q_target[entries] = fitted.predict(log.context, log.position, rows[entries], target_code[entries])
-    return q_logged, q_target
+        # u: the target-weighted features of the predicted entries, pooled and per item; v = A^-1 u.
+        weights = sp.csr_matrix((target_prob[entries], (target_code[entries], rows[entries])),
+                                shape=(n_items, len(log)))
+        item_rhs = weights @ fitted.design(log.context, log.position)
+        pooled_v, item_v = fitted.solve(item_rhs.sum(axis=0), item_rhs)
+        train_rows = np.flatnonzero(train)
+        residual = log.reward[train_rows] - fitted.predict(log.context, log.position, train_rows,
+                                                            logged_code[train_rows])
+        model_terms[train_rows] += residual * fitted.linear(pooled_v, item_v, log.context, log.position,
+                                                            train_rows, logged_code[train_rows])
+    return q_logged, q_target, model_terms
