@@ -84,6 +84,7 @@ def test_dr_with_a_perfect_reward_model_is_the_exact_value_with_no_correction():
     assert result["dm"].estimate == pytest.approx(exact)
     assert result["dr"].estimate == pytest.approx(exact)
     assert result["dr"].se == pytest.approx(0, abs=1e-9)  # every round's term is the same exact value
+    assert result["dm"].se == pytest.approx(0, abs=1e-6)  # no residuals: the model's estimation adds nothing
     assert result["switch-dr"].estimate == pytest.approx(exact)
 
 
@@ -94,6 +95,52 @@ def test_switch_dr_falls_back_to_the_model_where_weights_are_large():
     assert result["switch-dr"].estimate == pytest.approx(result["dm"].estimate)
     assert result["switch-dr"].ess == 0
     assert run(log, target, switch_tau=5.0)["switch-dr"].estimate == pytest.approx(result["dr"].estimate)
+
+
+def test_ridge_solve_is_the_penalized_normal_equations_solved_densely():
+    rng = np.random.default_rng(3)
+    n, n_items = 60, 4
+    context, position = rng.normal(size=(n, 2)), rng.integers(1, 3, n)
+    item, reward = rng.integers(0, n_items, n), rng.normal(size=n)
+    model = RidgeRewardModel(l2=0.5, l2_item=2.0).fit(context, position, item, reward, n_items)
+    z = model.design(context, position)
+    d = z.shape[1]
+    crossed = np.hstack([z] + [z * (item == a)[:, None] for a in range(n_items)])  # [pooled, item 0, item 1 ...]
+    penalty = np.diag(np.concatenate([[1e-9], np.full(d - 1, 0.5), np.full(n_items * d, 2.0)]))
+    normal = crossed.T @ crossed + penalty
+    coef = np.linalg.solve(normal, crossed.T @ reward)
+    assert np.concatenate([model.pooled_, model.per_item_.ravel()]) == pytest.approx(coef, abs=1e-8)
+    rhs = rng.normal(size=(n_items + 1) * d)
+    pooled, per_item = model.solve(rhs[:d], rhs[d:].reshape(n_items, d))
+    assert np.concatenate([pooled, per_item.ravel()]) == pytest.approx(np.linalg.solve(normal, rhs), abs=1e-8)
+
+
+@pytest.mark.parametrize("folds", [1, 2])
+def test_dm_interval_matches_the_monte_carlo_spread_of_a_correctly_specified_model(folds):
+    # Linear-Gaussian rewards a linear reward model can represent, a context-free target: the old interval (the
+    # sampling of contexts alone) would be several times too narrow here.
+    rng = np.random.default_rng(99)
+    base, slope = rng.uniform(0.2, 0.6, 5), rng.uniform(-0.2, 0.2, 5)
+    probs = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
+    truth = probs @ base + 0.5 * probs @ slope - 0.05  # x ~ U(0, 1); position 2 lowers the reward by 0.1
+    estimates, ses, covered = [], [], 0
+    for seed in range(150):
+        rng = np.random.default_rng(seed)
+        n = 300
+        slates = np.argsort(rng.random((n, 5)), axis=1)[:, :2]
+        x = rng.random(n)
+        reward = base[slates] + slope[slates] * x[:, None] - [0.0, 0.1] + 0.3 * rng.standard_normal((n, 2))
+        log = BanditLog(np.repeat(np.arange(n), 2), np.tile([1, 2], n), np.array(ITEMS, dtype=object)[slates.ravel()],
+                        reward.ravel(), np.full(2 * n, 0.2), np.repeat(x, 2)[:, None], ("x_0",))
+        target = TargetPolicy(np.repeat(log.round, 5), np.repeat(log.position, 5),
+                              np.tile(np.array(ITEMS, dtype=object), 2 * n), np.tile(probs, 2 * n))
+        dm = evaluate(log, target, estimators=["dm"], folds=folds, seed=seed,
+                      reward_model=RidgeRewardModel(l2=1e-6, l2_item=1e-6))["dm"]
+        estimates.append(dm.estimate)
+        ses.append(dm.se)
+        covered += dm.ci_low <= truth <= dm.ci_high
+    assert np.mean(ses) == pytest.approx(np.std(estimates), rel=0.15)
+    assert 0.9 <= covered / 150 <= 0.99
 
 
 def exact_plackett_luce(weights: np.ndarray, depth: int) -> np.ndarray:
