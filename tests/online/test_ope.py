@@ -113,6 +113,8 @@ def test_ridge_solve_is_the_penalized_normal_equations_solved_densely():
     rhs = rng.normal(size=(n_items + 1) * d)
     pooled, per_item = model.solve(rhs[:d], rhs[d:].reshape(n_items, d))
     assert np.concatenate([pooled, per_item.ravel()]) == pytest.approx(np.linalg.solve(normal, rhs), abs=1e-8)
+    hat_diagonal = np.einsum("ni,ni->n", crossed, np.linalg.solve(normal, crossed.T).T)
+    assert model.leverage(context, position, np.arange(n), item) == pytest.approx(hat_diagonal, abs=1e-10)
 
 
 @pytest.mark.parametrize("folds", [1, 2])

@@ -398,6 +398,19 @@ class RidgeRewardModel:
             item_part = np.linalg.solve(self.item_gram_ + self.l2_item * np.eye(d), item_rhs[:, :, None])[:, :, 0]
         return self._eliminate(pooled_rhs, item_part)
 
+    def leverage(self, context: np.ndarray, position: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The hat-matrix diagonal x^T A^-1 x of the pairs (rows[j], items[j]), x the pair's pooled and per-item
+        features. By the block inverse of A, x^T A^-1 x = y^T S^-1 y + z^T F_a^-1 z with F_a = G_a + l2_item I,
+        y = (I - F_a^-1 G_a)^T z and S the pooled Schur complement."""
+        z = self._design(context[rows], position[rows])
+        d = z.shape[1]
+        shrink = self.item_shrink_[items]  # (n, d, d): F_a^-1 G_a per pair
+        y = z - np.einsum("nji,nj->ni", shrink, z)
+        with threadpool_limits(1, user_api="blas"):
+            item_inverse = np.linalg.inv(self.item_gram_ + self.l2_item * np.eye(d))
+        return np.einsum("ni,ni->n", y, np.linalg.solve(self.schur_, y.T).T) + np.einsum(
+            "ni,nij,nj->n", z, item_inverse[items], z)
+
     def design(self, context: np.ndarray, position: np.ndarray) -> np.ndarray:
         """The fitted features z (intercept, position one-hots, standardized context) of each row."""
         return self._design(context, position)
@@ -471,7 +484,8 @@ def evaluate(log: BanditLog, target: TargetPolicy, *, estimators: Sequence[str] 
     ridge coefficients move by A^-1 sum_i x_i e_i (A the penalized normal matrix, x_i a training row's features,
     e_i its residual), so dm moves by sum_i v.x_i e_i with v = A^-1 u, u the target-weighted features of the rows
     the model predicts. Each training round adds its v.x_i e_i to its round's term (a sandwich variance,
-    clustered by round like the others); the misspecification bias of the model is not in it.
+    clustered by round like the others), e_i scaled by 1/(1 - h_i), h_i the row's leverage (HC3); the
+    misspecification bias of the model is not in it.
     """
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
@@ -572,6 +586,9 @@ def _cross_fit(log: BanditLog, rows: np.ndarray, logged_code: np.ndarray, target
         train_rows = np.flatnonzero(train)
         residual = log.reward[train_rows] - fitted.predict(log.context, log.position, train_rows,
                                                             logged_code[train_rows])
+        # HC3 (MacKinnon & White 1985): a training row's residual understates its error by its leverage h; the
+        # plain sandwich (HC0) runs narrow in logs with many sparsely seen items, each adding d parameters.
+        residual /= 1 - fitted.leverage(log.context, log.position, train_rows, logged_code[train_rows])
         model_terms[train_rows] += residual * fitted.linear(pooled_v, item_v, log.context, log.position,
                                                             train_rows, logged_code[train_rows])
     return q_logged, q_target, model_terms
