@@ -706,7 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def engine_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", choices=["local", "spark"], default="local",
-                       help="local (this process) or spark (ials, ials-cg, itemknn, biased-mf; needs recengine[spark] and Java)")
+                       help="local (this process) or spark (ials, ials-cg, itemknn, biased-mf; needs "
+                            "recengine[spark] and Java)")
         p.add_argument("--master", help="with --engine spark: a Spark master URL (local[4], spark://HOST:7077, "
                                         "yarn, ...; default: what spark-submit set, else local[2])")
         p.add_argument("--spark-log", help="with --engine spark: file for Spark's own logs (default "
