@@ -164,30 +164,12 @@ def mmr(
     category matrix). order: "relevance" or "greedy" (see the module docstring). Returns (items, original
     scores), (n_users, k)."""
     lambda_ = _check_trade_off(lambda_)
-    order = _check_order(order)
-    unit = _unit_rows(item_vectors)
-    safe, raw, valid = _prepare(items, scores, k, unit.shape[0])
-    n_users, n_candidates = safe.shape
-    picks = np.full((n_users, k), -1, dtype=np.int64)
-    width = unit.shape[1] if not sp.issparse(unit) else 1 + unit.nnz // max(1, unit.shape[0])
-    for batch in _batches(n_users, n_candidates * width):
-        relevance = _scaled_relevance(raw[batch], valid[batch])
-        available = valid[batch].copy()
-        candidates = safe[batch]
-        rows = np.arange(len(candidates))
-        penalty = np.zeros(candidates.shape)  # max similarity to the picked items; nothing picked yet
-        for step in range(min(k, n_candidates)):
-            objective = np.where(available, lambda_ * relevance - (1.0 - lambda_) * penalty, -np.inf)
-            position = np.argmax(objective, axis=1)
-            found = available[rows, position]
-            if not found.any():
-                break
-            picks[batch][found, step] = position[found]
-            available[rows[found], position[found]] = False
-            if lambda_ < 1.0 and step + 1 < k:
-                similarity = _similarity_to(unit, candidates, candidates[rows, position])
-                penalty = similarity if step == 0 else np.maximum(penalty, similarity)
-    return _output(items, scores, _ordered(picks, raw, order))
+    # The state is each candidate's largest similarity to the picked items.
+    return _greedy_by_similarity(
+        items, scores, item_vectors, k, order,
+        gain=lambda relevance, penalty, step: lambda_ * relevance - (1.0 - lambda_) * penalty,
+        fold=lambda penalty, similarity, step: similarity if step == 0 else np.maximum(penalty, similarity),
+        diversifies=lambda_ < 1.0)
 
 
 # ---------------------------------------------------------------- MaxSum
@@ -207,6 +189,22 @@ def max_sum(
     min-max scaled to [0, 1] per user; item_vectors is (n_items, d), dense or sparse. order: "relevance" or
     "greedy" (see the module docstring). Returns (items, original scores), (n_users, k)."""
     lambda_ = _check_trade_off(lambda_)
+    # The state is each candidate's summed similarity to the picked items; nothing picked yet, no distance to
+    # weigh: the first pick is the most relevant candidate.
+    return _greedy_by_similarity(
+        items, scores, item_vectors, k, order,
+        gain=lambda relevance, similarity_sum, step: relevance if step == 0 else
+        (1.0 - lambda_) * relevance + lambda_ * (1.0 - similarity_sum / step),
+        fold=lambda similarity_sum, similarity, step: similarity_sum + similarity,
+        diversifies=lambda_ > 0.0)
+
+
+def _greedy_by_similarity(items: np.ndarray, scores: np.ndarray, item_vectors: np.ndarray | sp.spmatrix, k: int,
+                          order: str, gain, fold, diversifies: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy of MMR and MaxSum: per step, pick each user's available candidate of largest
+    gain(relevance, state, step), then fold the candidates' cosine similarity to the pick into the per-candidate
+    state (zeros at first) with fold(state, similarity, step). diversifies False (a knob at its relevance end)
+    skips the similarities, which cannot change a pick then."""
     order = _check_order(order)
     unit = _unit_rows(item_vectors)
     safe, raw, valid = _prepare(items, scores, k, unit.shape[0])
@@ -218,20 +216,30 @@ def max_sum(
         available = valid[batch].copy()
         candidates = safe[batch]
         rows = np.arange(len(candidates))
-        similarity_sum = np.zeros(candidates.shape)  # each candidate's summed similarity to the picked items
+        state = np.zeros(candidates.shape)
         for step in range(min(k, n_candidates)):
-            # Nothing picked yet, no distance to weigh: the first pick is the most relevant candidate.
-            gain = relevance if step == 0 else (1.0 - lambda_) * relevance + lambda_ * (1.0 - similarity_sum / step)
-            objective = np.where(available, gain, -np.inf)
-            position = np.argmax(objective, axis=1)
-            found = available[rows, position]
-            if not found.any():
+            picked = _pick(np.where(available, gain(relevance, state, step), -np.inf), available, picks[batch], step)
+            if picked is None:
                 break
-            picks[batch][found, step] = position[found]
-            available[rows[found], position[found]] = False
-            if lambda_ > 0.0 and step + 1 < k:
-                similarity_sum += _similarity_to(unit, candidates, candidates[rows, position])
+            position = picked[0]
+            if diversifies and step + 1 < k:
+                state = fold(state, _similarity_to(unit, candidates, candidates[rows, position]), step)
     return _output(items, scores, _ordered(picks, raw, order))
+
+
+def _pick(objective: np.ndarray, available: np.ndarray, picks: np.ndarray, step: int
+          ) -> tuple[np.ndarray, np.ndarray] | None:
+    """One greedy step of the set re-rankers and calibration: each row's best available candidate (ties to the
+    first) becomes its pick number `step` and unavailable; rows with none left keep -1. Returns the chosen
+    positions and which rows had one, or None when no row had a candidate left."""
+    rows = np.arange(len(objective))
+    position = np.argmax(objective, axis=1)
+    found = available[rows, position]
+    if not found.any():
+        return None
+    picks[found, step] = position[found]
+    available[rows[found], position[found]] = False
+    return position, found
 
 
 # ---------------------------------------------------------------- DPP
@@ -286,12 +294,10 @@ def dpp(
         factor = np.zeros((b, n_candidates, steps))
         for step in range(steps):
             objective = np.where(available, theta * relevance + (1.0 - theta) * np.log(variance), -np.inf)
-            position = np.argmax(objective, axis=1)
-            found = available[rows, position]
-            if not found.any():
+            picked = _pick(objective, available, picks[batch], step)
+            if picked is None:
                 break
-            picks[batch][found, step] = position[found]
-            available[rows[found], position[found]] = False
+            position = picked[0]
             if theta < 1.0 and step + 1 < steps:
                 picked_row = factor[rows, position, :step]
                 entry = (kernel[rows, position] - np.einsum("bct,bt->bc", factor[:, :, :step], picked_row)) \
@@ -414,12 +420,10 @@ def calibrate(
             # KL(p || q~) = sum p log p - sum p log q~; q~ >= a p > 0 wherever p > 0, 0 * log(tiny) = 0 elsewhere
             kl = p_log_p[:, None] - np.einsum("bg,bcg->bc", p, np.log(np.maximum(q_tilde, 1e-300)))
             objective = np.where(available, (1.0 - lambda_) * relevance - lambda_ * kl, -np.inf)
-            position = np.argmax(objective, axis=1)
-            found = available[rows, position]
-            if not found.any():
+            picked = _pick(objective, available, picks[batch], step)
+            if picked is None:
                 break
-            picks[batch][found, step] = position[found]
-            available[rows[found], position[found]] = False
+            position, found = picked
             picked_sum[found] += candidate_shares[rows[found], position[found]]
     return _output(items, scores, picks)
 
