@@ -45,6 +45,20 @@ def test_defining_needs_the_admin_scope_and_bad_definitions_say_why(client, keys
         assert response.status_code == 422 and message in response.json()["detail"], (message, response.text)
 
 
+def covering(experiment):
+    """The known users, then as many new visitors as it takes for every group to be seen: the salt is random, so the
+    30 known users alone miss a group about once in 500 runs."""
+    groups = {HOLDOUT, *(v.name for v in experiment.variants)}
+
+    def group(user):
+        return getattr(experiment.assign(user), "name", HOLDOUT)
+
+    users, visitors = list(USERS), (f"visitor{k}" for k in range(10_000))
+    while missing := groups - {group(u) for u in users}:
+        users.append(next(v for v in visitors if group(v) in missing))
+    return users
+
+
 def test_requests_are_routed_to_their_variant_and_logged_with_it(client, keys, store_url, model_dir):
     with Store.open(store_url) as store:  # the same model registered as a version: a model-version variant
         version = store.register_model_version("itemknn", {}, str(model_dir))
@@ -56,7 +70,7 @@ def test_requests_are_routed_to_their_variant_and_logged_with_it(client, keys, s
     service = client.app.state.service
     experiment = service.experiments.get("exp")
     seen = {}
-    for user in USERS:
+    for user in covering(experiment):
         response = recommend(client, keys, user)
         expected = experiment.assign(user)
         variant = HOLDOUT if expected is None else expected.name

@@ -42,7 +42,7 @@ def test_assignment_is_deterministic_sticky_and_independent(store):
     assert np.mean(first == "a") == pytest.approx(0.45, abs=0.015)
     # Independent across experiments: a user's group in one says nothing about the other.
     table = np.array([[np.sum((first == f) & (second == s)) for s in ("a", "b")] for f in ("a", "b", HOLDOUT)])
-    assert stats.chi2_contingency(table).pvalue > 1e-3
+    assert stats.chi2_contingency(table).pvalue > 1e-6  # the salts are random: a test at 1e-3 fails one run in 1,000
 
 
 def test_changing_shares_moves_only_users_of_shrinking_variants(store):
