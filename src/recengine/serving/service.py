@@ -47,6 +47,7 @@ from recengine.serving.experiments import DEFAULT_SURFACE, OUTCOME_EVENTS, Assig
 from recengine.serving.impressions import ImpressionWriter
 from recengine.serving.new_items import CatalogueContent, NewItems
 from recengine.serving.retrieval import VectorRetrieval
+from recengine.serving.score_cache import DEFAULT_MAX_BYTES, ScoreCache
 from recengine.serving.settings import Settings
 from recengine.store import ModelVersion, Store
 from recengine.store.store import Impression
@@ -115,12 +116,15 @@ class _State:
     """Everything that belongs to one model. A swap builds a new one whole and publishes it by one assignment;
     a request reads self._state once and works on that object throughout."""
 
-    def __init__(self, trained: TrainedModel, source: dict[str, Any], retrieval: VectorRetrieval | None):
+    def __init__(self, trained: TrainedModel, source: dict[str, Any], retrieval: VectorRetrieval | None,
+                 score_cache_bytes: int):
         data = trained.dataset
         self.trained = trained
         self.source = source
         #: The item index of a factor model over a large catalogue (None: requests score every item).
         self.retrieval = retrieval
+        #: The model's scores of recently served users, valid while their history stays the same.
+        self.scores = ScoreCache(score_cache_bytes)
         #: What the impression log records as the policy: the model, and its store version when it has one.
         self.policy = str(trained.info.get("model", "model")) + \
             (f"/v{source['version']}" if source.get("version") is not None else "")
@@ -153,11 +157,13 @@ class Service:
     """The online side of recengine: open with Service.open(settings), or around an open store and a model."""
 
     def __init__(self, store: Store, trained: TrainedModel, source: dict[str, Any] | None = None, *,
-                 ann_min_items: int = EXACT_BELOW, ann_search: str = "hnsw"):
-        """ann_min_items, ann_search: when a factor model answers through an item index, and how it searches
-        (Settings)."""
+                 ann_min_items: int = EXACT_BELOW, ann_search: str = "hnsw",
+                 score_cache_bytes: int = DEFAULT_MAX_BYTES):
+        """ann_min_items, ann_search: when a factor model answers through an item index, and how it searches;
+        score_cache_bytes: the bound on each model's cache of users' scores (Settings)."""
         self.store = store
         self._ann = {"min_items": ann_min_items, "search": ann_search}
+        self._score_cache_bytes = score_cache_bytes
         # Serializes writes (store commit + live update, deletes, swaps), so the live state follows the store's
         # commit order; reads take no lock.
         self._lock = threading.Lock()
@@ -189,7 +195,7 @@ class Service:
                                       f"directory (--model-dir or RECENGINE_MODEL_DIR) written by `recengine fit`")
                 path, source = version.artifact_path, {"model_dir": version.artifact_path, "version": version.id}
             return cls(store, TrainedModel.load(Path(path)), source, ann_min_items=settings.ann_min_items,
-                       ann_search=settings.ann_search)
+                       ann_search=settings.ann_search, score_cache_bytes=settings.score_cache_mb * 2**20)
         except BaseException:
             store.close()
             raise
@@ -229,7 +235,7 @@ class Service:
             self._variants = {v: s for v, s in (self._variants | loaded).items() if v in wanted}
 
     def _new_state(self, trained: TrainedModel, source: dict[str, Any]) -> _State:
-        return _State(trained, source, VectorRetrieval.build(trained.model, **self._ann))
+        return _State(trained, source, VectorRetrieval.build(trained.model, **self._ann), self._score_cache_bytes)
 
     def _refresh_experiments(self) -> None:
         while not self._closing.wait(EXPERIMENT_REFRESH_SECONDS):
@@ -317,12 +323,12 @@ class Service:
         # setting is per thread, so it is made on the thread that serves the request.
         numba.set_num_threads(1)
         new = state.new
-        h = self._history(state, user)
+        live = state.live.get(user)
+        h = self._history_from(state, user, live)
         if diversity > 0 and state.category_matrix is None:
             raise ConfigError("diversity needs item categories (genres), and this model's data has none")
         parts = [state.blocked] + ([] if new is None else [new.blocked])
         if exclude_seen:
-            live = state.live.get(user)
             parts.append(h.items if live is None else live.items)
         if exclude:
             served = self._served(state, exclude)
@@ -341,7 +347,7 @@ class Service:
         if len(h.items) and state.retrieval is not None:
             (items, values), source = self._retrieve(state, h, pool, excluded, allowed), "model"
         else:
-            items, values, source = self._score_all(state, user, h, pool, excluded, allowed)
+            items, values, source = self._score_all(state, user, live, h, pool, excluded, allowed)
         if diversity > 0:
             vectors = state.category_matrix if new is None or not len(new) else \
                 sp.vstack([state.content.vectors.categories, new.vectors.categories], format="csr")
@@ -354,12 +360,13 @@ class Service:
                  for rank, (i, s, title, r) in enumerate(zip(ids, chosen_scores, titles, reasons, strict=True), 1)]
         return Recommendations(user, source, shown, uuid.uuid4().hex, unknown)
 
-    def _score_all(self, state: _State, user: str, h: Histories, k: int, excluded: np.ndarray,
-                   allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
-        """Top-k (1-row items, scores) and the source, by scoring every served item."""
+    def _score_all(self, state: _State, user: str, live: LiveHistory | None, h: Histories, k: int,
+                   excluded: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
+        """Top-k (1-row items, scores) and the source, by scoring every served item (`h`, the user's history,
+        was built from `live`)."""
         new = state.new
         if len(h.items):
-            scores, source = np.array(state.trained.model.score(h), dtype=np.float32, copy=True), "model"
+            scores, source = self._model_scores(state, user, live, h).copy(), "model"
         else:
             scores, source = self._popularity(state, user, h)
         if new is not None and len(new):
@@ -372,6 +379,19 @@ class Service:
             kept[0, allowed] = scores[0, allowed]
             scores = kept
         return *topk(scores, k), source
+
+    def _model_scores(self, state: _State, user: str, live: LiveHistory | None, h: Histories) -> np.ndarray:
+        """The model's (1, n_items) float32 scores of `h`, from the cache while the user's history is the one
+        `h` was built from (read-only: copy before changing)."""
+        scores = state.scores.get(user, live)
+        if scores is None:
+            scores = np.array(state.trained.model.score(h), dtype=np.float32, copy=True)
+            state.scores.put(user, live, scores)
+            # An event or a deletion may have landed while this request scored; what it kept must not outlive
+            # that history (delete_user drops entries after changing the history, so one side always sees it).
+            if state.live.get(user) is not live or (live is None and user in state.forgotten):
+                state.scores.forget(user)
+        return scores
 
     def _retrieve(self, state: _State, h: Histories, k: int, excluded: np.ndarray, allowed: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -471,6 +491,7 @@ class Service:
                 state.live.pop(user, None)
                 if user in state.trained.dataset.users:
                     state.forgotten.add(user)
+                state.scores.forget(user)
         return deleted
 
     def upsert_users(self, frame: pd.DataFrame) -> None:
@@ -542,10 +563,13 @@ class Service:
                             f"(give the request_id of a GET /v1/users/{{id}}/recommendations answer, or none)")
 
     def _history(self, state: _State, user: str) -> Histories:
-        """The model's view of the user's live history: its items in the model's vocabulary (new items have no
-        column there; they count as seen all the same)."""
+        return self._history_from(state, user, state.live.get(user))
+
+    def _history_from(self, state: _State, user: str, live: LiveHistory | None) -> Histories:
+        """The model's view of the user's history (`live`, their entry in state.live, or the training one when
+        None): its items in the model's vocabulary (new items have no column there; they count as seen all the
+        same)."""
         n_items = state.trained.dataset.n_items
-        live = state.live.get(user)
         if live is not None:
             keep = live.items < n_items
             return Histories(np.array([0, int(keep.sum())]), live.items[keep], n_items, live.weights[keep],

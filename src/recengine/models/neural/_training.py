@@ -260,7 +260,14 @@ def train_batches(
         compute = DistributedDataParallel(_LossModule(net, loss),
                                           device_ids=[device.index] if device.type == "cuda" else None)
 
-    def run_epoch() -> float:
+    seed = torch.initial_seed()
+
+    def run_epoch(epoch: int) -> float:
+        if size > 1:
+            # Each worker its own dropout masks and sampled negatives, as one process draws them independently
+            # for every row; a function of (seed, epoch, rank), so a resumed run draws what an uninterrupted one
+            # would.
+            torch.manual_seed(hash((seed, epoch, rank)) % 2**63)
         total, steps = torch.zeros((), device=device), 0
         for batch in epoch_batches():
             if size > 1:
@@ -359,7 +366,7 @@ def _broadcast(value: float) -> float:
     return float(tensor.item())
 
 
-def _loop(net: torch.nn.Module, run_epoch: Callable[[], float], *, epochs: int, patience: int,
+def _loop(net: torch.nn.Module, run_epoch: Callable[[int], float], *, epochs: int, patience: int,
           validate: Callable[[], float] | None, label: str, stateful: dict[str, Any],
           rng: np.random.Generator, state: dict[str, Any] | None, checkpoints: Checkpoints | None,
           verbose: bool) -> TrainingLog:
@@ -377,7 +384,7 @@ def _loop(net: torch.nn.Module, run_epoch: Callable[[], float], *, epochs: int, 
             run["epoch"] += 1
             net.train()
             started = time.perf_counter()
-            log.loss.append(run_epoch())
+            log.loss.append(run_epoch(run["epoch"]))
             run["seconds"] += time.perf_counter() - started
             if validate is None:
                 log.best_epoch = run["epoch"]
