@@ -62,6 +62,8 @@ def test_a_repeated_request_is_served_from_the_cache_and_changes_with_the_histor
     changed = slate(service, "afan0")
     assert changed != first and changed == slate(uncached, "afan0") and cache.hits == 1
     assert len(uncached._state.scores) == 0
+    assert service.model_info()["score_cache"] == {"users": 1, "bytes": 20 * 4, "max_bytes": 256 * 2**20,
+                                                   "hits": 1, "misses": 2}
 
 
 def test_a_deleted_user_leaves_nothing_in_the_cache(service, uncached):

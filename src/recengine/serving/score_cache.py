@@ -38,6 +38,10 @@ class ScoreCache:
     def nbytes(self) -> int:
         return self._bytes
 
+    def info(self) -> dict[str, int]:
+        return {"users": len(self), "bytes": self._bytes, "max_bytes": self.max_bytes, "hits": self.hits,
+                "misses": self.misses}
+
     def get(self, user: str, history: object) -> np.ndarray | None:
         """The scores stored for the user if they were computed from this very history object, else None.
         The row is shared: copy it before changing it."""

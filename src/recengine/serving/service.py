@@ -270,6 +270,7 @@ class Service:
         return {**state.trained.info, "source": state.source, "users": data.n_users, "items": data.n_items,
                 "new_items": 0 if new is None else int(new.active.sum()), "live_users": len(state.live),
                 "retrieval": None if state.retrieval is None else state.retrieval.info(),
+                "score_cache": state.scores.info(),
                 "categories": sorted(set(state.members) | set({} if new is None else new.members))}
 
     # -------------------------------------------------------------------------------------------- reading

@@ -162,6 +162,8 @@ class ModelOut(BaseModel):
     retrieval: dict[str, Any] | None = Field(None, description="the item index a factor model over a large "
                                              "catalogue answers through (search, items, dim, ef_search, "
                                              "build_seconds); null: every item is scored")
+    score_cache: dict[str, int] = Field(description="the serving model's cache of users' scores: users, bytes, "
+                                        "max_bytes, and hits and misses since it was loaded")
 
 
 class HealthOut(BaseModel):
