@@ -84,10 +84,15 @@ def _worker(rank: int, nproc: int, port: int, threads: int, model: Recommender, 
 
 
 def _fit_in_group(model: Recommender, dataset: Dataset, out: Path) -> None:
+    import torch.distributed as dist
+
     with process_group() as rank:
         trained = TrainedModel.fit(model, dataset)
         if rank == 0:
             trained.save(out)
+        # Leave together, once rank 0 has saved: a worker tearing gloo down while its peer is still busy is the
+        # likely cause of a rare abort under heavy load ("terminate called without an active exception").
+        dist.barrier()
 
 
 def _free_port() -> int:
