@@ -1,4 +1,4 @@
-"""Sequential models on amazon-beauty (issue 5): SASRec and GRU4Rec next to EASE, leave-one-out.
+"""Sequential models on amazon-beauty (issue 5): SASRec, GRU4Rec and FMLP-Rec next to EASE, leave-one-out.
 
 Each user's latest item is the test item and the one before it the validation item (`validation_split` of the
 loo split); ranking is over all items with the user's history excluded, for all users. The neural models carve
@@ -7,6 +7,7 @@ made on validation only; the test split is scored once.
 
     python benchmarks/sequential.py                            # SASRec, GRU4Rec and EASE at their defaults
     python benchmarks/sequential.py --models sasrec --epochs 30 --param sasrec.loss=sampled
+    python benchmarks/sequential.py --models fmlp --epochs 60        # FMLP-Rec (causal filters), SASRec's defaults
 """
 
 from __future__ import annotations

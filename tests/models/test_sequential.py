@@ -1,4 +1,4 @@
-"""What every neural next-item model (SASRec, GRU4Rec) must do, on data with a planted successor."""
+"""What every neural next-item model (SASRec, GRU4Rec, FMLP-Rec) must do, on data with a planted successor."""
 
 import sys
 
@@ -9,6 +9,7 @@ import pytest
 from recengine.data import Dataset, Histories, Vocabulary
 from recengine.errors import ConfigError, DataError, NotSupportedError
 from recengine.models import Recommender, neural
+from recengine.models.neural.fmlp import FMLPRec
 from recengine.models.neural.gru4rec import GRU4Rec
 from recengine.models.neural.sasrec import SASRec
 
@@ -18,6 +19,8 @@ TINY = {
     SASRec: {"hidden": 16, "dropout": 0.1, "lr": 5e-3, "batch_size": 32, "epochs": 15, "patience": 0,
              "device": "cpu"},
     GRU4Rec: {"hidden": 16, "dropout": 0.0, "lr": 1e-2, "batch_size": 32, "epochs": 15, "patience": 0,
+              "device": "cpu"},
+    FMLPRec: {"hidden": 16, "dropout": 0.1, "lr": 5e-3, "batch_size": 32, "epochs": 15, "patience": 0,
               "device": "cpu"},
 }
 MODELS = pytest.mark.parametrize("cls", list(TINY), ids=lambda cls: cls.name)
@@ -63,6 +66,24 @@ def test_scores_do_not_depend_on_the_batch_or_padding(fitted):
     batched = fitted.score(Histories.from_lists([list(range(N_ITEMS)) * 3, [7, 8], []], N_ITEMS))
     np.testing.assert_allclose(batched[1:2], alone, rtol=1e-5, atol=1e-5)
     assert np.isfinite(batched).all(), "an empty history scores from padding alone, with finite numbers"
+
+
+def test_a_position_reads_only_itself_and_earlier_items(fitted):
+    """Training predicts the next item at every position, so an output that read a later item would read its
+    answer: changing items after position i (or the amount of padding before the history) leaves i's output."""
+    import torch
+
+    net, _ = fitted._network()
+    history = torch.tensor([[3, 9, 4, 17, 11, 25]])
+    with torch.no_grad():
+        encoded = fitted._encode(net, history)
+        for i in range(history.shape[1] - 1):
+            changed = history.clone()
+            changed[0, i + 1:] = torch.tensor([1, 2, 5, 6, 7][:history.shape[1] - i - 1])
+            np.testing.assert_allclose(fitted._encode(net, changed)[0, :i + 1], encoded[0, :i + 1], atol=1e-5)
+        assert not np.allclose(fitted._encode(net, changed)[0, -1], encoded[0, -1], atol=1e-3)
+        padded = fitted._encode(net, torch.cat([torch.zeros(1, 4, dtype=torch.long), history], 1))
+    np.testing.assert_allclose(padded[0, 4:], encoded[0], atol=1e-5)
 
 
 def test_similar_items_are_embedding_neighbours(fitted):

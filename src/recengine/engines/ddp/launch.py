@@ -53,7 +53,7 @@ def fit_distributed(model: Recommender, dataset: Dataset, out: str | Path, nproc
     """
     if not isinstance(model, NeuralRecommender):
         raise ConfigError(f"{model.name} does not train with DistributedDataParallel; --nproc applies to the "
-                          f"neural models (sasrec, gru4rec, gmf, mlp, neumf, multvae, two-tower, deepfm, "
+                          f"neural models (sasrec, gru4rec, fmlp, gmf, mlp, neumf, multvae, two-tower, deepfm, "
                           f"wide-deep)")
     if launched_by_torchrun():
         _fit_in_group(model, dataset, Path(out))
