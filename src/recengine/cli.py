@@ -498,8 +498,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
             # The models router serves this one instead of starting an on-demand one of its own.
             app.state.retrainer = retrainer
         # What is loaded by now (libraries, the model) lives as long as the server: out of the collector's full
-        # scans, which otherwise stall every request in flight (about 200,000 objects: 100-120 ms a scan,
-        # measured with ItemKNN on MovieLens under load).
+        # scans, which otherwise stall every request in flight (about 200,000 objects: 106-123 ms a scan,
+        # measured with ItemKNN on MovieLens).
         gc.collect()
         gc.freeze()
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
