@@ -39,7 +39,7 @@ def test_assignment_is_deterministic_sticky_and_independent(store):
     np.testing.assert_array_equal(assigned(reread, "first"), first)
     # The design's shares, within sampling error.
     assert np.mean(first == HOLDOUT) == pytest.approx(0.1, abs=0.01)
-    assert np.mean(first == "a") == pytest.approx(0.45, abs=0.015)
+    assert np.mean(first == "a") == pytest.approx(0.45, abs=0.02)
     # Independent across experiments: a user's group in one says nothing about the other.
     table = np.array([[np.sum((first == f) & (second == s)) for s in ("a", "b")] for f in ("a", "b", HOLDOUT)])
     assert stats.chi2_contingency(table).pvalue > 1e-6  # the salts are random: a test at 1e-3 fails one run in 1,000

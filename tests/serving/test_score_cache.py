@@ -46,6 +46,8 @@ def test_entries_answer_only_for_their_history_and_the_least_recent_go_first():
     cache.put("d", history, np.zeros((1, 100), dtype=np.float32))  # over the bound: "b", least recently used
     assert cache.get("b", history) is None and cache.get("c", history) is not None
     assert len(cache) == 3 and cache.nbytes == 1200 and (cache.hits, cache.misses) == (3, 2)
+    cache.forget("c", object())  # only the entry of that history: a newer one stays
+    assert cache.get("c", history) is not None
     cache.forget("c")
     assert cache.get("c", history) is None and cache.nbytes == 800
     nothing = ScoreCache(max_bytes=0)
@@ -59,6 +61,7 @@ def test_a_repeated_request_is_served_from_the_cache_and_changes_with_the_histor
     assert slate(service, "afan0") == first == slate(uncached, "afan0") and cache.hits == 1
     for s in (service, uncached):
         s.add_events(events("afan0", ["c0", "c1", "c2", "c3"]))
+    assert len(cache) == 0  # the old history's scores need no memory
     changed = slate(service, "afan0")
     assert changed != first and changed == slate(uncached, "afan0") and cache.hits == 1
     assert len(uncached._state.scores) == 0

@@ -17,6 +17,7 @@ import numpy as np
 
 #: The default bound: about 6,900 users of a 9,742-item catalogue (float32 rows).
 DEFAULT_MAX_BYTES = 256 * 2**20
+_ANY = object()
 
 
 class ScoreCache:
@@ -69,9 +70,11 @@ class ScoreCache:
                 _, (_, evicted) = self._entries.popitem(last=False)
                 self._bytes -= evicted.nbytes
 
-    def forget(self, user: str) -> None:
-        """Drop the user's entry (a deleted user: nothing derived from their data stays)."""
+    def forget(self, user: str, history: object = _ANY) -> None:
+        """Drop the user's entry (a deleted user: nothing derived from their data stays; a changed history: its
+        old scores and history need no memory), or only the one computed from `history` when given."""
         with self._lock:
-            old = self._entries.pop(user, None)
-            if old is not None:
-                self._bytes -= old[1].nbytes
+            entry = self._entries.get(user)
+            if entry is not None and (history is _ANY or entry[0] is history):
+                del self._entries[user]
+                self._bytes -= entry[1].nbytes

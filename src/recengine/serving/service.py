@@ -389,9 +389,9 @@ class Service:
             scores = np.array(state.trained.model.score(h), dtype=np.float32, copy=True)
             state.scores.put(user, live, scores)
             # An event or a deletion may have landed while this request scored; what it kept must not outlive
-            # that history (delete_user drops entries after changing the history, so one side always sees it).
+            # that history (the writers drop entries after changing the history, so one side always sees it).
             if state.live.get(user) is not live or (live is None and user in state.forgotten):
-                state.scores.forget(user)
+                state.scores.forget(user, live)
         return scores
 
     def _retrieve(self, state: _State, h: Histories, k: int, excluded: np.ndarray, allowed: np.ndarray | None
@@ -614,6 +614,7 @@ class Service:
             # Posted events may be older than training ones (late arrivals): keep the history in time order.
             chrono = np.argsort(parts["timestamps"], kind="stable")
             state.live[user] = LiveHistory(**{name: None if v is None else v[chrono] for name, v in parts.items()})
+            state.scores.forget(user)
         return int((~known).sum())
 
     def _training_row(self, state: _State, user: str) -> LiveHistory:

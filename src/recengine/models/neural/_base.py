@@ -98,7 +98,8 @@ class NeuralRecommender(Recommender):
 
     def _training_options(self, stage: str = "") -> dict[str, Any]:
         """The keyword arguments of the _training loops that come from these hyper-parameters."""
-        return {"checkpoints": self._checkpoints(stage), "verbose": self.verbose, "label": self.name}
+        return {"checkpoints": self._checkpoints(stage), "verbose": self.verbose, "label": self.name,
+                "seed": self.random_state}
 
     # ------------------------------------------------------------------------------------- subclass hooks
     def _new_network(self) -> torch.nn.Module:

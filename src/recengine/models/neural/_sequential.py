@@ -96,7 +96,7 @@ class SequentialRecommender(NeuralRecommender):
             log = training.train(
                 net, functools.partial(self._loss, net), sequences, epochs=self.epochs, batch_size=self.batch_size,
                 lr=self.lr, weight_decay=self.weight_decay, patience=self.patience, validate=validate,
-                seed=self.random_state, device=device, **self._training_options())
+                device=device, **self._training_options())
         self.n_items_ = dataset.n_items
         self._keep(net, log)
         return self

@@ -232,6 +232,7 @@ def train_batches(
     patience: int,
     validate: Callable[[], float] | None,
     label: str,
+    seed: int,
     state: dict[str, Any] | None = None,
     checkpoints: Checkpoints | None = None,
     verbose: bool = True,
@@ -245,7 +246,8 @@ def train_batches(
     torch's RNG, and `state` (numbers the loss keeps between epochs, such as an annealing step count; updated
     in place). A progress bar shows on a terminal unless verbose is False.
 
-    Inside a torch.distributed process group every worker draws the same batches (same seed) and takes its
+    Inside a torch.distributed process group every worker draws the same batches (same seed), its own dropout
+    masks and torch-sampled negatives (torch seeded per (seed, epoch, rank) each epoch), and takes its
     share of each one, every `world_size`-th row as DistributedSampler deals them (short batches padded by
     wrapping around); DistributedDataParallel averages the gradients, so a step sees the whole batch as in one
     process and batch_size keeps its meaning (a loss over the whole batch, such as in-batch negatives, reads
@@ -259,8 +261,6 @@ def train_batches(
 
         compute = DistributedDataParallel(_LossModule(net, loss),
                                           device_ids=[device.index] if device.type == "cuda" else None)
-
-    seed = torch.initial_seed()
 
     def run_epoch(epoch: int) -> float:
         if size > 1:
@@ -320,7 +320,7 @@ def train(
             yield trim(data[torch.as_tensor(rows, device=device)])
 
     return train_batches(net, loss, epoch_batches, optimizer=optimizer, rng=order_rng, device=device,
-                         epochs=epochs, patience=patience, validate=validate, label=label,
+                         epochs=epochs, patience=patience, validate=validate, label=label, seed=seed,
                          checkpoints=checkpoints, verbose=verbose)
 
 
