@@ -67,12 +67,17 @@ class FMLPRec(SequentialRecommender):
                 "feed_forward_norm": nn.LayerNorm(self.hidden),
             })
 
-        return nn.ModuleDict({
+        net = nn.ModuleDict({
             "embedding": nn.Embedding(n_items + 1, self.hidden, padding_idx=0),
             "positions": nn.Embedding(self.max_len, self.hidden),
             "norm": nn.LayerNorm(self.hidden),
             "blocks": nn.ModuleList([block() for _ in range(self.blocks)]),
         })
+        # The item embeddings start at std 1/sqrt(hidden) (see SequentialRecommender.fit); positions at torch's
+        # std 1 would drown them in the layer norm of their sum (the paper starts both at the same scale).
+        with torch.no_grad():
+            net["positions"].weight.normal_(std=self.hidden ** -0.5)
+        return net
 
     def _encode(self, net: torch.nn.Module, sequences: torch.Tensor) -> torch.Tensor:
         import torch
