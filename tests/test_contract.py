@@ -14,6 +14,7 @@ FAST = {
     "bayesian-svdpp": {"factors": 4, "iterations": 30, "burn_in": 10, "kept_samples": 10},
     "blend": {"models": [{"name": "biased-mf", "params": {"factors": 4}}, "knn-baseline"]},
     "sasrec": {"hidden": 16, "blocks": 1, "dropout": 0.1, "lr": 5e-3, "epochs": 20, "patience": 0},
+    "fmlp": {"hidden": 16, "blocks": 1, "dropout": 0.1, "lr": 5e-3, "epochs": 20, "patience": 0},
     "gru4rec": {"hidden": 16, "dropout": 0.3, "lr": 3e-3, "batch_size": 32, "epochs": 20, "patience": 0},
     "gmf": {"lr": 2e-2, "epochs": 4, "patience": 0, "fold_in_steps": 5, "n_negatives": 2},
     "mlp": {"lr": 2e-2, "epochs": 8, "patience": 0, "fold_in_steps": 5, "n_negatives": 2},
