@@ -351,7 +351,8 @@ class RidgeRewardModel:
         self.l2 = l2
         self.l2_item = l2_item
 
-    def _design(self, context: np.ndarray, position: np.ndarray) -> np.ndarray:
+    def design(self, context: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """The fitted features z (intercept, position one-hots, standardized context) of each row."""
         onehot = (position[:, None] == self.positions_[None, :]).astype(np.float64)
         return np.hstack([np.ones((len(position), 1)), onehot, (context - self.mean_) / self.scale_])
 
@@ -362,7 +363,7 @@ class RidgeRewardModel:
         self.mean_ = context.mean(axis=0)
         spread = context.std(axis=0)
         self.scale_ = np.where(spread > 0, spread, 1.0)
-        z = self._design(context, position)
+        z = self.design(context, position)
         n, d = z.shape
         crossed = sp.csr_matrix((z.ravel(), (np.repeat(np.arange(n), d), (item[:, None] * d + np.arange(d)).ravel())),
                                 shape=(n, n_items * d))
@@ -402,7 +403,7 @@ class RidgeRewardModel:
         """The hat-matrix diagonal x^T A^-1 x of the pairs (rows[j], items[j]), x the pair's pooled and per-item
         features. By the block inverse of A, x^T A^-1 x = y^T S^-1 y + z^T F_a^-1 z with F_a = G_a + l2_item I,
         y = (I - F_a^-1 G_a)^T z and S the pooled Schur complement."""
-        z = self._design(context[rows], position[rows])
+        z = self.design(context[rows], position[rows])
         d = z.shape[1]
         shrink = self.item_shrink_[items]  # (n, d, d): F_a^-1 G_a per pair
         y = z - np.einsum("nji,nj->ni", shrink, z)
@@ -410,10 +411,6 @@ class RidgeRewardModel:
             item_inverse = np.linalg.inv(self.item_gram_ + self.l2_item * np.eye(d))
         return np.einsum("ni,ni->n", y, np.linalg.solve(self.schur_, y.T).T) + np.einsum(
             "ni,nij,nj->n", z, item_inverse[items], z)
-
-    def design(self, context: np.ndarray, position: np.ndarray) -> np.ndarray:
-        """The fitted features z (intercept, position one-hots, standardized context) of each row."""
-        return self._design(context, position)
 
     def predict(self, context: np.ndarray, position: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """q for the pairs (rows[j], items[j]): row indices into context/position, item codes."""
@@ -432,7 +429,7 @@ class RidgeRewardModel:
             lo, hi = np.searchsorted(sorted_rows, [start, start + step])
             if lo == hi:
                 continue
-            block = self._design(context[start:start + step], position[start:start + step]) @ coef.T
+            block = self.design(context[start:start + step], position[start:start + step]) @ coef.T
             picked = order[lo:hi]
             out[picked] = block[rows[picked] - start, items[picked]]
         return out
