@@ -90,6 +90,14 @@ class NeuralRecommender(Recommender):
         if self.resume and self.checkpoint_dir is None:
             raise ConfigError("resume=True continues from checkpoint_dir: set checkpoint_dir too")
 
+    def _start_fit(self, dataset: Dataset) -> tuple[Any, torch.device]:
+        """The opening of every fit: the parameters and `dataset` checked, then the _training module and the
+        device to train on."""
+        self._validate_params()
+        self._check_dataset(dataset)
+        training = training_module()
+        return training, training.resolve_device(self.device)
+
     def _checkpoints(self, stage: str = "") -> Any:
         """Where this fit (or one stage of it) checkpoints, as _training.Checkpoints; None without a directory."""
         if self.checkpoint_dir is None:

@@ -19,11 +19,10 @@ import numpy as np
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.data.splits import leave_one_out_split
 from recengine.errors import DataError
 from recengine.models._factors import similar_items_cosine
 from recengine.models.base import Interval, Options
-from recengine.models.neural._base import NeuralRecommender, training_module
+from recengine.models.neural._base import NeuralRecommender, early_stopping_holdout, training_module
 
 if TYPE_CHECKING:
     import torch
@@ -64,20 +63,9 @@ class SequentialRecommender(NeuralRecommender):
 
     # --------------------------------------------------------------------------------------------- fitting
     def fit(self, dataset: Dataset) -> Self:
-        self._validate_params()
-        self._check_dataset(dataset)
-        training = training_module()
-        device = training.resolve_device(self.device)
-        train_histories, validate = dataset.histories(), None
-        if self.patience:
-            try:
-                held_out = leave_one_out_split(dataset)
-            except DataError as error:
-                raise DataError(f"{self.name}: cannot hold out a validation item per user ({error}); set "
-                                f"patience=0 to train for a fixed number of epochs without validation") from error
-            train_histories = held_out.train.histories()
-            truth = held_out.truth.indices.astype(np.int64)  # one held-out item per evaluated row
-        sequences = training.left_padded(train_histories, self.max_len + 1)
+        training, device = self._start_fit(dataset)
+        train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
+        sequences = training.left_padded(train_data.histories(), self.max_len + 1)
         sequences = sequences[(sequences > 0).sum(1) >= 2]  # a sequence of one item predicts nothing
         if len(sequences) == 0:
             raise DataError(f"{self.name}: no user has two or more interactions to learn a next item from")
@@ -90,9 +78,8 @@ class SequentialRecommender(NeuralRecommender):
             with torch.no_grad():
                 net["embedding"].weight.normal_(std=self.hidden ** -0.5)[0] = 0.0
             net = net.to(device)
-            if self.patience:
-                validate = functools.partial(training.ndcg_at_10, functools.partial(self._logits, net, device),
-                                             held_out.query, truth)
+            validate = None if validation is None else functools.partial(
+                training.ndcg_at_10, functools.partial(self._logits, net, device), *validation)
             log = training.train(
                 net, functools.partial(self._loss, net), sequences, epochs=self.epochs, batch_size=self.batch_size,
                 lr=self.lr, weight_decay=self.weight_decay, patience=self.patience, validate=validate,

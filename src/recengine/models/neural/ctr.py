@@ -419,10 +419,7 @@ class _CTRRanker(NeuralRecommender):
 
     # --------------------------------------------------------------------------------------------- fitting
     def fit(self, dataset: Dataset) -> Self:
-        self._validate_params()
-        self._check_dataset(dataset)
-        training = training_module()
-        device = training.resolve_device(self.device)
+        training, device = self._start_fit(dataset)
         train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
         self.n_items_ = dataset.n_items
         self.n_users_ = dataset.n_users

@@ -28,7 +28,7 @@ from recengine.data.histories import Histories
 from recengine.data.splits import strong_generalization_split
 from recengine.errors import DataError
 from recengine.models.base import Interval
-from recengine.models.neural._base import NeuralRecommender, training_module
+from recengine.models.neural._base import NeuralRecommender
 
 if TYPE_CHECKING:
     import torch
@@ -102,10 +102,7 @@ class MultVAE(NeuralRecommender):
 
     # --------------------------------------------------------------------------------------------- fitting
     def fit(self, dataset: Dataset) -> Self:
-        self._validate_params()
-        self._check_dataset(dataset)
-        training = training_module()
-        device = training.resolve_device(self.device)
+        training, device = self._start_fit(dataset)
         train_data, validate = dataset, None
         if self.patience:
             try:

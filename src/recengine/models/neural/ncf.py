@@ -153,10 +153,7 @@ class _NCF(NeuralRecommender):
 
     # --------------------------------------------------------------------------------------------- fitting
     def fit(self, dataset: Dataset) -> Self:
-        self._validate_params()
-        self._check_dataset(dataset)
-        training = training_module()
-        device = training.resolve_device(self.device)
+        training, device = self._start_fit(dataset)
         train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
         with training.torch_threads():
             net, logs = self._fit_network(train_data, validation, device)

@@ -226,10 +226,7 @@ class TwoTower(NeuralRecommender):
 
     # --------------------------------------------------------------------------------------------- fitting
     def fit(self, dataset: Dataset) -> Self:
-        self._validate_params()
-        self._check_dataset(dataset)
-        training = training_module()
-        device = training.resolve_device(self.device)
+        training, device = self._start_fit(dataset)
         train_data, validation = early_stopping_holdout(self.name, dataset, self.patience)
         self.n_items_, self.n_users_ = dataset.n_items, dataset.n_users
         self._read_features(dataset)
