@@ -119,6 +119,20 @@ def test_early_stopping_keeps_the_best_validation_epoch(cls):
     assert max(curve) > 0.5, "the planted successor is easy to rank first on validation"
 
 
+@MODELS
+def test_refit_trains_again_on_all_the_data_for_the_chosen_epochs(cls, tmp_path):
+    data = successor_data(80)
+    selected = tiny(cls, epochs=5, patience=2).fit(data)
+    refitted = tiny(cls, epochs=5, patience=2, refit=True, checkpoint_dir=str(tmp_path)).fit(data)
+    # Early stopping chose as without refit; the kept weights are those of a fixed-epoch fit on all of `data`.
+    assert refitted.validation_ndcg_ == selected.validation_ndcg_
+    assert refitted.best_epoch_ == selected.best_epoch_
+    fixed = tiny(cls, epochs=selected.best_epoch_, patience=0).fit(data)
+    np.testing.assert_array_equal(flat_weights(refitted), flat_weights(fixed))
+    assert not np.array_equal(flat_weights(refitted), flat_weights(selected))
+    assert (tmp_path / "refit" / "checkpoint.pt").is_file()  # each stage checkpoints apart, so both resume
+
+
 # ---------------------------------------------------------------------------------------------- SASRec only
 def test_sampled_softmax_learns_too():
     model = tiny(SASRec, loss="sampled", negatives=8, epochs=20).fit(successor_data())
@@ -127,6 +141,8 @@ def test_sampled_softmax_learns_too():
 
 
 def test_parameter_mistakes_say_what_to_do():
+    with pytest.raises(ConfigError, match="set patience"):
+        tiny(SASRec, refit=True, patience=0).fit(successor_data(20))
     with pytest.raises(ConfigError, match="multiple of heads"):
         tiny(SASRec, hidden=10, heads=3).fit(successor_data(20))
     with pytest.raises(DataError, match="patience=0"):
