@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recengine.data import Dataset, Histories, Vocabulary
-from recengine.errors import ConfigError, DataError, NotSupportedError
+from recengine.errors import ArtifactError, ConfigError, DataError, NotSupportedError
 from recengine.models import Recommender, neural
 from recengine.models.neural.fmlp import FMLPRec
 from recengine.models.neural.gru4rec import GRU4Rec
@@ -131,6 +131,18 @@ def test_refit_trains_again_on_all_the_data_for_the_chosen_epochs(cls, tmp_path)
     np.testing.assert_array_equal(flat_weights(refitted), flat_weights(fixed))
     assert not np.array_equal(flat_weights(refitted), flat_weights(selected))
     assert (tmp_path / "refit" / "checkpoint.pt").is_file()  # each stage checkpoints apart, so both resume
+
+
+def test_refit_resumes_both_stages_and_refuses_a_refit_checkpoint_of_other_epochs(tmp_path):
+    data = successor_data(80)
+    params = {"epochs": 5, "patience": 2, "refit": True, "checkpoint_dir": str(tmp_path), "resume": True}
+    first = tiny(SASRec, **params).fit(data)
+    again = tiny(SASRec, **params).fit(data)  # both stages restored from their finished checkpoints
+    np.testing.assert_array_equal(flat_weights(again), flat_weights(first))
+    assert again.validation_ndcg_ == first.validation_ndcg_ and again.best_epoch_ == first.best_epoch_
+    tiny(SASRec, epochs=first.best_epoch_ + 1, patience=0, checkpoint_dir=str(tmp_path / "refit")).fit(data)
+    with pytest.raises(ArtifactError, match="remove it or set resume=False"):
+        tiny(SASRec, **params).fit(data)
 
 
 # ---------------------------------------------------------------------------------------------- SASRec only

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from recengine.data.dataset import Dataset
 from recengine.data.histories import Histories
-from recengine.errors import ConfigError, DataError
+from recengine.errors import ArtifactError, ConfigError, DataError
 from recengine.models._factors import similar_items_cosine
 from recengine.models.base import Interval, Options
 from recengine.models.neural._base import NeuralRecommender, early_stopping_holdout, training_module
@@ -33,8 +34,8 @@ class SequentialRecommender(NeuralRecommender):
     build the network. hidden: embedding width; max_len: the latest items read; loss: "ce" (full softmax over
     all items) or "sampled" (softmax over the target and `negatives` uniform negatives). refit: after early
     stopping has chosen the epoch, train again from the same start on all the data, each user's latest item
-    included, for that many epochs, and keep those weights (twice the training time; on amazon-beauty it lifts
-    test NDCG@10 by a fifth, see docs/benchmarks.md)."""
+    included, for that many epochs, and keep those weights (up to twice the training time; on amazon-beauty
+    +20-30% test NDCG@10, see docs/benchmarks.md)."""
 
     parameter_constraints = {
         **NeuralRecommender.parameter_constraints,
@@ -79,7 +80,13 @@ class SequentialRecommender(NeuralRecommender):
         net, log = self._train_network(training, device, train_data, validation, self.epochs, "")
         if self.refit:
             selected = log
+            if selected.best_epoch < 1:
+                raise DataError(f"{self.name}: no epoch had a validation score to refit for (did the loss diverge?)")
             net, log = self._train_network(training, device, dataset, None, selected.best_epoch, "refit")
+            if len(log.loss) != selected.best_epoch:  # a resumed refit checkpoint of another run
+                raise ArtifactError(f"{self.name}: {Path(self.checkpoint_dir or '') / 'refit'} holds a refit of "
+                                    f"{len(log.loss)} epochs where early stopping chose {selected.best_epoch}; "
+                                    f"remove it or set resume=False")
             log.validation, log.best_epoch = selected.validation, selected.best_epoch
         self.n_items_ = dataset.n_items
         self._keep(net, log)
@@ -107,7 +114,8 @@ class SequentialRecommender(NeuralRecommender):
                 training.ndcg_at_10, functools.partial(self._logits, net, device), *validation)
             log = training.train(
                 net, functools.partial(self._loss, net), sequences, epochs=epochs, batch_size=self.batch_size,
-                lr=self.lr, weight_decay=self.weight_decay, patience=self.patience if validation else 0,
+                lr=self.lr, weight_decay=self.weight_decay,
+                patience=0 if validation is None else self.patience,
                 validate=validate, device=device, **self._training_options(stage))
         return net, log
 
