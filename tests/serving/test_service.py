@@ -1,5 +1,8 @@
 """The Service without HTTP: which histories are marked as training ones, forgetting, swapping models."""
 
+import gc
+import weakref
+
 import pandas as pd
 import pytest
 
@@ -58,6 +61,34 @@ def test_swap_keeps_the_live_histories(service):
     assert info["model"] == "popular" and info["source"] == {"model_dir": "elsewhere"} and info["live_users"] == 1
     assert len(service.history("x").items) == 7
     assert {r.item for r in service.recommend("x", 20).items}.isdisjoint({f"c{j}" for j in range(5)})
+
+
+class _Node:
+    """A garbage-collected object that weak references can follow."""
+
+
+def test_a_swap_refreezes_a_frozen_heap_and_leaves_an_unfrozen_one_alone(service):
+    dataset = TrainedModel.load(service.model_info()["source"]["model_dir"]).dataset
+    gc.unfreeze()
+    service.swap(TrainedModel.fit(create_model("popular"), dataset), {"model_dir": "first"})
+    assert gc.get_freeze_count() == 0
+    gc.disable()  # no collection between dropping the cycle and freezing it
+    cycle = _Node()
+    cycle.itself = cycle
+    freed = weakref.ref(cycle)
+    del cycle
+    gc.freeze()  # as `recengine serve` does once loaded; the cycle is frozen with the rest
+    gc.enable()
+    try:
+        gc.collect()
+        assert freed() is not None, "a frozen cycle outlives collections"
+        later = _Node()  # lives on, created after the freeze
+        service.swap(TrainedModel.fit(create_model("popular"), dataset), {"model_dir": "second"})
+        assert freed() is None, "a cycle frozen before the swap is collected by it"
+        assert gc.get_freeze_count() > 0
+        assert not any(o is later for o in gc.get_objects()), "what lives after the swap is frozen"
+    finally:
+        gc.unfreeze()
 
 
 def test_the_store_active_version_is_served_when_no_directory_is_given(store_url, model_dir):

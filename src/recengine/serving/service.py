@@ -22,6 +22,7 @@ serving configuration (diversity). The impression records the experiment, the va
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import threading
@@ -65,6 +66,18 @@ EXPERIMENT_REFRESH_SECONDS = 5.0
 #: The service's request ids (uuid4 hex). Only these are checked against the impression log: clients may put
 #: ids of their own in an event's request_id (batch tags, say), which are stored and attributed by window.
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def refreeze_heap() -> None:
+    """In a process that froze its heap (`recengine serve` does once loaded, so that the collector's full scans
+    skip the long-lived model), freeze it again after a model change: unfreeze, collect, so that cycles of the
+    model let go are freed rather than kept frozen, and freeze what now lives. One collection per change, on the
+    thread that changed the model, instead of full scans of the new model's objects while serving. A process
+    that never froze is left alone."""
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -218,6 +231,7 @@ class Service:
             # A deleted item no served model knows needs no blocking any more.
             self._removed_items = {i for i in self._removed_items
                                    if any(i in s.trained.dataset.items for s in self._states())}
+        refreeze_heap()
 
     def load_variant_models(self) -> None:
         """Load the model versions that experiments not yet stopped serve, and let go of those no longer
@@ -233,6 +247,8 @@ class Service:
             for state in loaded.values():
                 self._prepare(state)
             self._variants = {v: s for v, s in (self._variants | loaded).items() if v in wanted}
+        if loaded:
+            refreeze_heap()
 
     def _new_state(self, trained: TrainedModel, source: dict[str, Any]) -> _State:
         return _State(trained, source, VectorRetrieval.build(trained.model, **self._ann), self._score_cache_bytes)
