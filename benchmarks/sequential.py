@@ -43,6 +43,21 @@ def parse_params(pairs: list[str]) -> dict[str, dict[str, object]]:
     return params
 
 
+def target_metrics(report) -> dict[str, float | list[float]]:
+    """The target metrics of an evaluation report, each with its 95% interval as [low, high]."""
+    row: dict[str, float | list[float]] = {}
+    for metric in TARGET:
+        ci = report.intervals[metric]
+        row[metric], row[f"{metric} ci"] = report.metrics[metric], [ci.low, ci.high]
+    return row
+
+
+def shown(row: dict) -> str:
+    """A row's target metrics as printed: HR@10 and NDCG@10, each with its interval."""
+    return "  ".join(f"{label} {row[metric]:.4f} [{row[metric + ' ci'][0]:.4f}, {row[metric + ' ci'][1]:.4f}]"
+                     for metric, label in (("hr@10", "HR@10"), ("ndcg@10", "NDCG@10")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="sasrec,gru4rec,ease")
@@ -71,17 +86,11 @@ def main() -> None:
         fit_seconds = time.perf_counter() - start
         report = evaluate(model, test_split, ks=(10,))
         row = {"model": name, "params": params, "validation_ndcg@10": valid, "fit_seconds": fit_seconds,
-               "users": report.n_users, **extra}
-        for metric in TARGET:
-            ci = report.intervals[metric]
-            row[metric] = report.metrics[metric]
-            row[f"{metric} ci"] = [ci.low, ci.high]
+               "users": report.n_users, **extra, **target_metrics(report)}
         rows.append(row)
         epochs = (f", best epoch {row['best_epoch']} of {row['epochs_run']}, "
                   f"{row['seconds_per_epoch']:.1f} s/epoch") if extra else ""
-        print(f"{name:8s} validation NDCG@10 {valid:.4f}  test HR@10 {row['hr@10']:.4f} "
-              f"[{row['hr@10 ci'][0]:.4f}, {row['hr@10 ci'][1]:.4f}]  NDCG@10 {row['ndcg@10']:.4f} "
-              f"[{row['ndcg@10 ci'][0]:.4f}, {row['ndcg@10 ci'][1]:.4f}]  ({fit_seconds:.0f} s{epochs})", flush=True)
+        print(f"{name:8s} validation NDCG@10 {valid:.4f}  test {shown(row)}  ({fit_seconds:.0f} s{epochs})", flush=True)
     print(f"\nmachine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{test_split.n_users} users; target HR@10 >= {TARGET['hr@10']}, NDCG@10 >= {TARGET['ndcg@10']} "
           f"({REFERENCE})")

@@ -26,7 +26,7 @@ import os
 import platform
 from pathlib import Path
 
-from sequential import DATA, REFERENCE, TARGET
+from sequential import DATA, REFERENCE, TARGET, shown, target_metrics
 
 from recengine.data.sequences import load_s3rec
 from recengine.data.splits import split, validation_split
@@ -51,12 +51,7 @@ def blend(components: dict, weights: tuple[float, ...]) -> WeightedHybrid:
 
 def scores(model, on) -> dict[str, float | list[float]]:
     """The target metrics of a fitted model on a split, each with its 95% interval."""
-    report = evaluate(model, on, ks=(10,))
-    row: dict[str, float | list[float]] = {}
-    for metric in TARGET:
-        ci = report.intervals[metric]
-        row[metric], row[f"{metric} ci"] = report.metrics[metric], [ci.low, ci.high]
-    return row
+    return target_metrics(evaluate(model, on, ks=(10,)))
 
 
 def main() -> None:
@@ -109,9 +104,7 @@ def main() -> None:
         rows["blend"] = scores(blend(components, chosen), test_split)
         result["test"][stage] = rows
         for name, row in rows.items():
-            print(f"test, {stage:9s} {name:6s} HR@10 {row['hr@10']:.4f} [{row['hr@10 ci'][0]:.4f}, "
-                  f"{row['hr@10 ci'][1]:.4f}]  NDCG@10 {row['ndcg@10']:.4f} [{row['ndcg@10 ci'][0]:.4f}, "
-                  f"{row['ndcg@10 ci'][1]:.4f}]", flush=True)
+            print(f"test, {stage:9s} {name:6s} {shown(row)}", flush=True)
     print(f"\nchosen blend weights {chosen} ({', '.join([*neural, 'ease'])}); machine: {platform.machine()} "
           f"{os.cpu_count()} cores, Python {platform.python_version()}; target HR@10 >= {TARGET['hr@10']}, "
           f"NDCG@10 >= {TARGET['ndcg@10']} ({REFERENCE})")
